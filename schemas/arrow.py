@@ -1,0 +1,86 @@
+"""Derive pyarrow schemas from pydantic records, so column names and types are spelled once.
+
+Conventions: ``str`` -> string, ``int`` -> int64, ``float`` -> float64, ``bool`` -> bool,
+``bytes`` -> binary, ``datetime`` -> timestamp[us, UTC], ``list[X]`` -> list<X>, ``dict[str, str]`` -> map,
+nested ``BaseModel`` -> struct; ``X | None`` -> nullable, otherwise the column is not nullable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+_SCALARS: dict[Any, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    bytes: pa.binary(),
+    dt.datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
+            return args[0], True
+    return annotation, False
+
+
+def arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
+    """Return ``(arrow type, nullable)`` for a pydantic field annotation."""
+    annotation, nullable = _unwrap_optional(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return pa.string(), nullable
+    if annotation in _SCALARS:
+        return _SCALARS[annotation], nullable
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        item_type, _ = arrow_type(item)
+        return pa.list_(item_type), nullable
+    if origin is dict:
+        key, value = typing.get_args(annotation)
+        return pa.map_(arrow_type(key)[0], arrow_type(value)[0]), nullable
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pa.struct(list(arrow_schema(annotation))), nullable
+    raise TypeError(f"no arrow type for annotation {annotation!r}")
+
+
+def arrow_schema(record: type[BaseModel], metadata: dict[str, str] | None = None) -> pa.Schema:
+    """The pyarrow schema of a record class, fields in declaration order."""
+    fields = []
+    for name, info in record.model_fields.items():
+        typ, nullable = arrow_type(info.annotation)
+        fields.append(pa.field(name, typ, nullable=nullable))
+    return pa.schema(fields, metadata=metadata)
+
+
+def to_arrow_row(value: Any) -> Any:
+    """Turn a python value from ``model_dump()`` into what pyarrow expects (maps as lists of pairs)."""
+    if isinstance(value, dict):
+        return {k: to_arrow_row(v) for k, v in value.items()}
+    return value
+
+
+def from_arrow_value(annotation: Any, value: Any) -> Any:
+    """Undo pyarrow's ``to_pylist`` quirks (maps come back as lists of (key, value) tuples)."""
+    annotation, _ = _unwrap_optional(annotation)
+    if value is None:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is dict and isinstance(value, list):
+        return dict(value)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+        return {
+            name: from_arrow_value(info.annotation, value.get(name))
+            for name, info in annotation.model_fields.items()
+        }
+    return value

@@ -1,0 +1,197 @@
+"""Records of every table in DESIGN.md. This module is the single source of truth for column names.
+
+Every table has a key (``Table.key``); readers merge append-only parts with "latest record wins" per key.
+Coordinates are pixels; boxes in tables are COCO-style ``[x, y, w, h]``; masks are COCO compressed RLE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.arrow import arrow_schema, from_arrow_value, to_arrow_row
+
+SCHEMA_VERSION = "1.0"
+"""Bumped on any change of a table's columns; written to every Parquet file as ``sufra.schema_version``."""
+SCHEMA_VERSION_KEY = b"sufra.schema_version"
+TABLE_NAME_KEY = b"sufra.table"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Candidate(Record):
+    """One discovered image URL (before download)."""
+
+    url_hash: str  # sha256 hex of the URL
+    country: str
+    dish: str
+    query: str
+    engine: str
+    url: str
+    page_url: str | None = None
+    license: str | None = None
+    discovered_at: dt.datetime
+
+
+ImageStatus = str  # "ok" or "rejected:<reason>"
+
+
+class ImageRecord(Record):
+    """One fetched payload: a stored image (status ok) or a rejection with its reason.
+
+    ``image_id`` is the sha256 of the bytes for stored images; a rejected download has no stored bytes and
+    uses ``url:<url_hash>`` so every attempt is one row.
+    """
+
+    image_id: str
+    url_hash: str | None = None
+    country: str
+    dish: str
+    query: str
+    engine: str
+    source_url: str | None = None
+    page_url: str | None = None
+    license: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None  # stored file extension: jpg | png | webp | ...
+    n_bytes: int | None = None
+    fetched_at: dt.datetime
+    status: ImageStatus = "ok"
+    error_message: str | None = None
+
+
+class HashRecord(Record):
+    """Perceptual hashes of one image: one hash per crop, all of ``hash_kind`` with ``hash_bits`` bits."""
+
+    image_id: str
+    country: str
+    dish: str
+    hash_kind: str  # phash | dhash | whash | colorhash
+    hash_bits: int
+    crops: list[str]  # e.g. ["full", "center90"]
+    hashes: list[bytes]  # packed bits, big-endian, one per crop
+    width: int
+    height: int
+    status: str = "ok"  # ok | rejected:<reason>
+
+
+class DuplicateRecord(Record):
+    """Membership of one image in a duplicate group (images without duplicates have no row)."""
+
+    image_id: str
+    country: str
+    dish: str
+    group_id: str
+    representative_id: str
+    distance: int  # Hamming distance to the representative (0 for exact copies)
+    kind: Literal["exact", "near", "cross_class"]
+    dropped: bool
+
+
+class SplitRecord(Record):
+    image_id: str
+    country: str
+    dish: str
+    split: Literal["train", "val", "test"]
+    group_id: str
+
+
+class RLE(Record):
+    """COCO compressed RLE: ``size`` is [height, width]; ``counts`` the compressed string."""
+
+    size: list[int]
+    counts: str
+
+
+class InstanceRecord(Record):
+    instance_id: str
+    image_id: str
+    country: str
+    label: str  # dish id
+    phrase: str
+    bbox: list[float]  # [x, y, w, h] pixels
+    box_score: float
+    mask: RLE | None = None
+    mask_score: float | None = None
+    area: float
+    source: Literal["auto", "review"] = "auto"
+    model_versions: dict[str, str] = Field(default_factory=dict)
+    created_at: dt.datetime
+    deleted: bool = False  # a review that removes an automatic instance writes a tombstone
+
+
+class ReviewRecord(Record):
+    image_id: str
+    country: str
+    decision: Literal["accepted", "rejected", "corrected"]
+    reviewer: str | None = None
+    ls_task_id: int | None = None
+    reviewed_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: its name, record class and key column."""
+
+    name: str
+    record: type[Record]
+    key: str
+
+    @property
+    def schema(self) -> pa.Schema:
+        return arrow_schema(
+            self.record,
+            metadata={SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode(), TABLE_NAME_KEY: self.name.encode()},
+        )
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.record.model_fields)
+
+    def to_arrow(self, rows: list[Record] | list[dict[str, Any]]) -> pa.Table:
+        """Validate rows (records or dicts) into an arrow table with this table's schema."""
+        dumped = []
+        for row in rows:
+            record = row if isinstance(row, self.record) else self.record.model_validate(row)
+            dumped.append(to_arrow_row(record.model_dump()))
+        return pa.Table.from_pylist(dumped, schema=self.schema)
+
+    def to_records(self, table: pa.Table) -> list[Record]:
+        fields = self.record.model_fields
+        out = []
+        for row in table.select(list(fields)).to_pylist():
+            out.append(
+                self.record.model_validate(
+                    {name: from_arrow_value(info.annotation, row[name]) for name, info in fields.items()}
+                )
+            )
+        return out
+
+
+CANDIDATES = Table("candidates", Candidate, "url_hash")
+IMAGES = Table("images", ImageRecord, "image_id")
+HASHES = Table("hashes", HashRecord, "image_id")
+DUPLICATES = Table("duplicates", DuplicateRecord, "image_id")
+SPLITS = Table("splits", SplitRecord, "image_id")
+INSTANCES = Table("instances", InstanceRecord, "instance_id")
+REVIEWS = Table("reviews", ReviewRecord, "image_id")
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (CANDIDATES, IMAGES, HASHES, DUPLICATES, SPLITS, INSTANCES, REVIEWS)
+}
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        from sufra.errors import SufraError
+
+        raise SufraError(f"unknown table '{name}'; known tables: {', '.join(TABLES)}") from None

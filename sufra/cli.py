@@ -1,0 +1,148 @@
+"""The ``sufra`` command line. Heavy imports live inside the commands so ``sufra --help`` is instant."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from sufra.errors import SufraError
+
+app = typer.Typer(
+    name="sufra",
+    help="Build fine-grained food-recognition datasets for under-represented cuisines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="List and validate the data catalog (dishes, queries, prompts).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+DataRootOpt = Annotated[
+    str | None,
+    typer.Option("--data-root", envvar="SUFRA_DATA_ROOT", help="Local folder or fsspec URL of the data root [default: ./data]."),
+]
+CountryOpt = Annotated[str, typer.Option("--country", "-c", envvar="SUFRA_COUNTRY", help="Country slug from the catalog, e.g. egypt.")]
+DishesOpt = Annotated[
+    list[str] | None, typer.Option("--dish", "-d", help="Restrict to these dish ids (repeatable).")
+]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", envvar="SUFRA_DEBUG", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """sufra: collect -> curate -> annotate -> (review) -> export -> features -> train -> evaluate."""
+    if debug:
+        os.environ["SUFRA_DEBUG"] = "1"
+
+
+def _settings(data_root: str | None):
+    from sufra.settings import SufraSettings
+
+    settings = SufraSettings()
+    if data_root:
+        settings = settings.model_copy(update={"data_root": data_root})
+    return settings
+
+
+@catalog_app.command("list")
+def catalog_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array instead of a table.")] = False,
+    country: Annotated[str | None, typer.Option("--country", "-c", help="Only this country.")] = None,
+    catalog_dir: Annotated[Path | None, typer.Option("--catalog-dir", help="Folder of catalog YAML files [default: bundled].")] = None,
+) -> None:
+    """List countries and dishes of the catalog."""
+    from sufra.catalog import load_catalog, load_country
+
+    countries = [load_country(country, catalog_dir)] if country else list(load_catalog(catalog_dir).values())
+    rows = [
+        {
+            "country": c.country,
+            "dish": d.id,
+            "names": d.names,
+            "queries": d.queries,
+            "prompts": d.prompts,
+            "negative_terms": d.negative_terms,
+        }
+        for c in countries
+        for d in c.dishes
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("country", "dish", "names", "queries", "prompts")
+    for r in rows:
+        table.add_row(
+            r["country"], r["dish"], " / ".join(r["names"].values()),
+            str(sum(len(q) for q in r["queries"].values())), "; ".join(r["prompts"]),
+        )
+    Console().print(table)
+
+
+@catalog_app.command("validate")
+def catalog_validate(
+    files: Annotated[list[Path] | None, typer.Argument(help="Catalog YAML files [default: every bundled file].")] = None,
+) -> None:
+    """Validate catalog files; a broken one prints one line naming the file, dish and field, exit code 2."""
+    from sufra.catalog import catalog_files, load_country_file
+
+    paths = files or catalog_files()
+    for path in paths:
+        country = load_country_file(path)
+        typer.echo(f"ok  {path}  ({country.country}: {len(country.dishes)} dishes)")
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of sufra and the libraries it runs on."""
+    from sufra.store import package_versions
+
+    for name, value in package_versions().items():
+        typer.echo(f"{name} {value}")
+
+
+def _is_debug(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("SUFRA_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors (exit 2) unless ``--debug``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _is_debug(argv)
+    try:
+        app(args=argv, prog_name="sufra", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("sufra: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except SufraError as exc:
+        if debug:
+            raise
+        typer.echo(f"sufra: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("sufra: interrupted; completed work is kept, re-run to resume", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into one line
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        typer.echo(f"sufra: internal error: {type(exc).__name__}: {first} (re-run with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
