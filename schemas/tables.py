@@ -65,6 +65,7 @@ class ImageRecord(Record):
     fetched_at: dt.datetime
     status: ImageStatus = "ok"
     error_message: str | None = None
+    duplicate_of: str | None = None  # for status rejected:exact_duplicate: the image_id already stored
 
 
 class HashRecord(Record):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import pytest
 
@@ -24,3 +29,51 @@ def data_root(request, tmp_path) -> DataRoot:
 @pytest.fixture
 def local_root(tmp_path) -> DataRoot:
     return DataRoot(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect API (SQLite) for flow tests, shared by the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def engine_server():
+    from sufra.devserver import EngineServer
+
+    with EngineServer() as server:
+        yield server
+
+
+@pytest.fixture
+def canary():
+    """A listener on 127.0.0.2 (a 'forbidden' address): counts any connection the crawler wrongly makes."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.2", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    hits = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+                hits.append(1)
+                conn.close()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], hits
+    stop.set()
+    thread.join()
+    sock.close()

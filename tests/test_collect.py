@@ -1,0 +1,194 @@
+"""The collect stage against a local server shaped like Bing and Baidu (icrawler's own parsers run)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow.compute as pc
+import pytest
+
+from schemas import CANDIDATES, IMAGES
+from sufra.store import DataRoot
+from tasks.crawl import CollectSettings, QuerySpec, collect_query
+from tasks.http import FetchSettings
+
+QUERY = "koshari egyptian food"
+
+EXPECTED = {
+    # payload -> status of its images row
+    "truncated": "rejected:corrupt",
+    "zero": "rejected:empty",
+    "html": "rejected:not_an_image",
+    "svg": "rejected:unsupported_format",
+    "bomb": "rejected:decompression_bomb",
+    "huge": "rejected:too_large",
+    "loop": "rejected:too_many_redirects",
+    "forbidden": "rejected:forbidden_address",
+    "notfound": "rejected:http_404",
+    "error500": "rejected:http_500",
+    "ratelimited": "ok",
+    "drip": "rejected:timeout_total",
+    "tiny": "rejected:too_small",
+    "wide": "rejected:extreme_aspect",
+    "cmyk": "ok",
+    "png16": "ok",
+    "palette": "ok",
+    "webp": "ok",
+    "exif": "ok",
+    "animated": "rejected:animated",
+}
+
+
+def settings_for(server, **overrides) -> CollectSettings:
+    fetch = FetchSettings(allow_networks=["127.0.0.1"], total_timeout_s=4, read_timeout_s=3, max_bytes=5 * 2**20,
+                          max_retries=2, backoff_s=0.05, max_retry_after_s=2, per_host_concurrency=16,
+                          per_host_requests_per_s=0)
+    values = dict(engines=["bing"], base_urls={"bing": server.base_url, "baidu": server.base_url},
+                  max_per_query=100, threads=16, fetch=fetch)
+    values.update(overrides)
+    return CollectSettings(**values)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["bing", "baidu"])
+def test_every_payload_ends_as_image_or_reason(engine, engine_server, canary, tmp_path):
+    canary_port, canary_hits = canary
+    engine_server.forbidden_port = canary_port
+    engine_server.forbidden_host = "127.0.0.2"
+    engine_server.add_bad_and_odd(QUERY)
+    engine_server.add_food_images(QUERY, 5)
+    root = DataRoot(tmp_path / "data")
+    spec = QuerySpec(country="egypt", dish="koshari", query=QUERY, engine=engine)
+    start = time.monotonic()
+    counts = collect_query(spec, root, settings_for(engine_server), run_id="r1")
+    elapsed = time.monotonic() - start
+    images = {r.source_url.rsplit("/", 1)[-1].removesuffix(".jpg"): r for r in root.read_records(IMAGES, "egypt")}
+    for kind, status in EXPECTED.items():
+        assert images[kind].status == status, (kind, images[kind].error_message)
+        if status != "ok":
+            assert images[kind].error_message or status in ("rejected:empty",)
+    assert sum(r.status == "ok" for r in images.values()) == 5 + 6  # 5 food + ratelimited + 5 odd-but-valid
+    assert counts["discovered"] == len(EXPECTED) + 5
+    exif = images["exif"]
+    assert (exif.width, exif.height) == (240, 320)  # EXIF orientation applied
+    for r in images.values():
+        if r.status == "ok":
+            assert root.has_image(r.image_id, r.format)
+            assert r.engine == engine and r.query == QUERY and r.dish == "koshari"
+    if engine == "bing":  # Bing pages carry the page URL (provenance)
+        assert images["cmyk"].page_url.endswith("/page/cmyk")
+    assert engine_server.requests["/img/ratelimited.jpg"] == 2  # honoured Retry-After, then succeeded
+    assert canary_hits == []  # the forbidden address was never contacted
+    assert elapsed < 30  # the drip server was cut by the total deadline
+    assert root.temp_files() == []
+
+
+def test_forbidden_redirect_never_connects(engine_server, canary, tmp_path):
+    canary_port, canary_hits = canary
+    from tasks.http import Fetcher, FetchError
+
+    fetcher = Fetcher(FetchSettings(allow_networks=["127.0.0.1"]))
+    with pytest.raises(FetchError, match="forbidden_address"):
+        fetcher.fetch(f"http://127.0.0.2:{canary_port}/img/x.jpg")
+    assert canary_hits == []
+
+
+def test_rerun_skips_known_urls(engine_server, tmp_path):
+    engine_server.add_food_images(QUERY, 12)
+    root = DataRoot(tmp_path / "data")
+    spec = QuerySpec(country="egypt", dish="koshari", query=QUERY, engine="bing")
+    first = collect_query(spec, root, settings_for(engine_server), run_id="r1")
+    served = sum(v for k, v in engine_server.requests.items() if k.startswith("/img/"))
+    second = collect_query(spec, root, settings_for(engine_server), run_id="r2")
+    assert first["ok"] == 12 and first["new_candidates"] == 12
+    assert second.get("ok", 0) == 0 and second["skipped_already_fetched"] == 12 and second["new_candidates"] == 0
+    assert sum(v for k, v in engine_server.requests.items() if k.startswith("/img/")) == served
+    assert root.read_table(CANDIDATES, "egypt").num_rows == 12
+
+
+def test_same_bytes_under_two_dishes_is_recorded_as_exact_duplicate(engine_server, tmp_path):
+    names = engine_server.add_food_images("q1", 3)
+    for name in names:  # the same bytes at other URLs, listed under another dish's query
+        engine_server.images[f"{name}-mirror"] = engine_server.images[name]
+    engine_server.results["q2"] = [f"{name}-mirror" for name in names]
+    root = DataRoot(tmp_path / "data")
+    settings = settings_for(engine_server)
+    collect_query(QuerySpec(country="egypt", dish="koshari", query="q1", engine="bing"), root, settings, "r1")
+    counts = collect_query(QuerySpec(country="egypt", dish="mahshi", query="q2", engine="bing"), root, settings, "r2")
+    assert counts["rejected:exact_duplicate"] == 3
+    table = root.read_table(IMAGES, "egypt")
+    dups = table.filter(pc.equal(table["status"], "rejected:exact_duplicate")).to_pylist()
+    ok_ids = set(table.filter(pc.equal(table["status"], "ok"))["image_id"].to_pylist())
+    assert {d["duplicate_of"] for d in dups} == ok_ids and {d["dish"] for d in dups} == {"mahshi"}
+
+
+def test_url_list_and_folder_sources(tmp_path, engine_server):
+    from sufra.devserver import food_image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        food_image(i).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    names = engine_server.add_food_images("list", 2)
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("# comment\n" + "\n".join(engine_server.image_url(n) for n in names) + "\n")
+    root = DataRoot(tmp_path / "data")
+    settings = settings_for(engine_server, engines=["folder", "urllist"])
+    a = collect_query(QuerySpec(country="egypt", dish="koshari", query=str(folder), engine="folder"), root, settings, "r")
+    b = collect_query(QuerySpec(country="egypt", dish="koshari", query=str(url_list), engine="urllist"), root, settings, "r")
+    assert a["ok"] == 3 and b["ok"] == 2
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from sufra.store import DataRoot
+    from tasks.crawl import CollectSettings, QuerySpec, collect_query
+    settings = CollectSettings.model_validate_json(sys.argv[2])
+    spec = QuerySpec(country="egypt", dish="koshari", query=sys.argv[3], engine="bing")
+    collect_query(spec, DataRoot(sys.argv[1]), settings, run_id="killed")
+    """
+)
+
+
+@pytest.mark.slow
+def test_kill_and_resume(engine_server, tmp_path, prefect_harness):
+    from flows.collect import collect
+
+    names = engine_server.add_food_images(QUERY, 120)
+    engine_server.image_delay_s = 0.03
+    data = tmp_path / "data"
+    settings = settings_for(engine_server, threads=4, flush_every=10, stale_temp_age_s=0, max_per_query=200)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(data), settings.model_dump_json(), QUERY],
+                            cwd=os.getcwd())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        stored = list((data / "images").rglob("*.jpg")) if (data / "images").exists() else []
+        if len(stored) >= 30:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    root = DataRoot(data)
+    before = root.read_table(IMAGES, "egypt").num_rows
+    assert 0 < len(stored) < 120 and before < 120  # really killed mid-way
+    # a writer killed during a rename leaves a temp file: plant one to be sure the sweep handles it
+    (data / "images" / "ab").mkdir(parents=True, exist_ok=True)
+    (data / "images" / "ab" / ".tmp-deadbeef-x.jpg").write_bytes(b"\xff\xd8 half")
+    engine_server.image_delay_s = 0
+    counts = collect(country="egypt", dishes=["koshari"], data_root=str(data),
+                     settings=settings.model_copy(update={"threads": 16}))
+    table = root.read_table(IMAGES, "egypt", latest=False)
+    ok = table.filter(pc.equal(table["status"], "ok"))
+    assert ok.num_rows == 120 == len(set(ok["image_id"].to_pylist()))  # every image recorded exactly once
+    assert len(set(ok["url_hash"].to_pylist())) == 120
+    files = sorted(p.name for p in (data / "images").rglob("*") if p.is_file())
+    assert len(files) == 120 and all(not f.startswith(".") for f in files)  # stored once, no half-written file
+    assert root.temp_files() == []
+    assert counts["temp_files_swept"] >= 1
+    assert root.read_table(CANDIDATES, "egypt").num_rows == 120
+    assert {engine_server.image_url(n) for n in names} == set(ok["source_url"].to_pylist())
