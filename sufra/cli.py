@@ -101,6 +101,56 @@ def catalog_validate(
         typer.echo(f"ok  {path}  ({country.country}: {len(country.dishes)} dishes)")
 
 
+def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise SufraError(f"{what} must look like NAME=VALUE, got '{value}'")
+        out[key.strip()] = rest.strip()
+    return out
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def collect(
+    country: CountryOpt,
+    dish: DishesOpt = None,
+    engine: Annotated[list[str] | None, typer.Option("--engine", "-e", help="bing, baidu, google, flickr, urllist, folder (repeatable).")] = None,
+    max_per_query: Annotated[int, typer.Option(min=1, help="Images to discover per (dish, query, engine).")] = 100,
+    threads: Annotated[int, typer.Option(min=1, max=256, help="Download threads per query.")] = 16,
+    base_url: Annotated[list[str] | None, typer.Option(help="ENGINE=URL: point an engine at another host (mirrors, tests).")] = None,
+    url_list: Annotated[list[str] | None, typer.Option(help="DISH=FILE: URLs for engine 'urllist'.")] = None,
+    folder: Annotated[list[str] | None, typer.Option(help="DISH=FOLDER: local images for engine 'folder'.")] = None,
+    allow_network: Annotated[list[str] | None, typer.Option(help="IP or CIDR that may be contacted although private/loopback.")] = None,
+    data_root: DataRootOpt = None,
+) -> None:
+    """Crawl images for a country's dishes into the data root (re-runs only fetch new URLs)."""
+    from sufra.catalog import load_country
+    from tasks.crawl import CollectSettings, plan_queries
+    from tasks.http import FetchSettings
+
+    settings = _settings(data_root)
+    collect_settings = CollectSettings(
+        engines=engine or ["bing"], max_per_query=max_per_query, threads=threads,
+        base_urls=_parse_pairs(base_url, "--base-url"), url_lists=_parse_pairs(url_list, "--url-list"),
+        folders=_parse_pairs(folder, "--folder"), fetch=FetchSettings(allow_networks=allow_network or []),
+    )
+    specs = plan_queries(load_country(country), dish, collect_settings)  # validates before Prefect starts
+    if not specs:
+        raise SufraError(f"nothing to collect for {country}: no query matches the engines {collect_settings.engines}")
+    _quiet_prefect()
+    from flows.collect import collect as collect_flow
+
+    counts = collect_flow(country=country, dishes=dish, data_root=settings.data_root, settings=collect_settings,
+                          show_progress=True)
+    typer.echo(json.dumps(counts, ensure_ascii=False))
+
+
 @app.command()
 def version() -> None:
     """Print the versions of sufra and the libraries it runs on."""

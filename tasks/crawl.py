@@ -5,6 +5,7 @@ Plain functions; the Prefect task wrapper at the bottom only adds retries, tags 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +33,8 @@ class CollectSettings(BaseModel):
     engines: list[str] = Field(default_factory=lambda: ["bing"])
     max_per_query: int = 100
     threads: int = 16
+    processes: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4))
+    """Worker processes for large batches (>= 1,000 URLs); each runs ``threads`` threads."""
     flush_every: int = 256  # images rows per Parquet part (a kill loses at most this many rows, never images)
     base_urls: dict[str, str] = Field(default_factory=dict)  # engine -> base URL (tests: a local server)
     url_lists: dict[str, str] = Field(default_factory=dict)  # dish -> file of URLs (engine "urllist")
@@ -139,7 +142,8 @@ def collect_query(spec: QuerySpec, root: DataRoot, settings: CollectSettings, ru
                                    skipped_already_fetched=len(unique) - len(todo))
     buffer: list[ImageRecord] = []
     try:
-        for row in download_many(todo, root, fetcher, settings.validation, seen, settings.threads, on_image):
+        for row in download_many(todo, root, settings.fetch, settings.validation, seen, settings.threads,
+                                 settings.processes, on_image):
             buffer.append(row)
             counts[row.status] += 1
             if len(buffer) >= settings.flush_every:
