@@ -33,7 +33,7 @@ class CollectSettings(BaseModel):
     engines: list[str] = Field(default_factory=lambda: ["bing"])
     max_per_query: int = 100
     threads: int = 16
-    processes: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4))
+    processes: int = Field(default_factory=lambda: min((os.cpu_count() or 1) + 1, 8))
     """Worker processes for large batches (>= 1,000 URLs); each runs ``threads`` threads."""
     flush_every: int = 256  # images rows per Parquet part (a kill loses at most this many rows, never images)
     base_urls: dict[str, str] = Field(default_factory=dict)  # engine -> base URL (tests: a local server)

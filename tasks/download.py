@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from schemas.tables import Candidate, ImageRecord
 from sufra.store import DataRoot, utcnow
-from tasks.http import Fetcher, FetchError
+from tasks.http import Fetcher, FetchError, FetchSettings
 from tasks.validate import Rejection, ValidationSettings, validate_image
 
 IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
