@@ -69,18 +69,25 @@ class ImageRecord(Record):
 
 
 class HashRecord(Record):
-    """Perceptual hashes of one image: one hash per crop, all of ``hash_kind`` with ``hash_bits`` bits."""
+    """Perceptual hashes of one image.
+
+    ``hashes``: one ``hash_kind`` hash of ``hash_bits`` bits per centre crop in ``crops`` (searched in the index).
+    ``verify_hashes``: 256-bit pHashes of the full image then of a grid of shifted windows (candidate verification).
+    Bits are packed big-endian (``numpy.packbits``).
+    """
 
     image_id: str
     country: str
     dish: str
     hash_kind: str  # phash | dhash | whash | colorhash
     hash_bits: int
-    crops: list[str]  # e.g. ["full", "center90"]
-    hashes: list[bytes]  # packed bits, big-endian, one per crop
+    crops: list[str]  # centre-crop fractions kept, e.g. ["1.00", "0.95", "0.90"]
+    hashes: list[bytes]
+    verify_hashes: list[bytes]
     width: int
     height: int
     status: str = "ok"  # ok | rejected:<reason>
+    error_message: str | None = None
 
 
 class DuplicateRecord(Record):

@@ -152,6 +152,36 @@ def collect(
 
 
 @app.command()
+def curate(
+    country: CountryOpt,
+    hash_kind: Annotated[str, typer.Option(help="phash, dhash, whash or colorhash.")] = "phash",
+    threshold: Annotated[int, typer.Option(min=0, help="Hamming threshold between crop hashes (candidates).")] = 12,
+    cross_class: Annotated[str, typer.Option(help="Groups spanning dishes: 'review' (keep one, flagged) or 'drop'.")] = "review",
+    seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
+    data_root: DataRootOpt = None,
+) -> None:
+    """Hash images, group near-duplicates (exact + perceptual), assign leakage-free splits."""
+    from pydantic import ValidationError
+
+    from sufra.catalog import load_country
+    from tasks.curate import CurateSettings
+
+    settings = _settings(data_root)
+    load_country(country)
+    try:
+        curate_settings = CurateSettings.model_validate(
+            {"dedup": {"hash_kind": hash_kind, "candidate_threshold": threshold}, "cross_class": cross_class,
+             "split": {"seed": seed}})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SufraError(f"--{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}") from None
+    _quiet_prefect()
+    from flows.curate import curate as curate_flow
+
+    typer.echo(json.dumps(curate_flow(country=country, data_root=settings.data_root, settings=curate_settings)))
+
+
+@app.command()
 def version() -> None:
     """Print the versions of sufra and the libraries it runs on."""
     from sufra.store import package_versions

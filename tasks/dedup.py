@@ -1,0 +1,225 @@
+"""Perceptual hashing and exact near-duplicate search.
+
+Hashing: one decode per image (JPEG ``draft`` to ~``decode_px``, grayscale), imagehash hashes of several centre
+crops (a single global hash misses 5% crops), and 256-bit pHashes of a grid of shifted windows for verification.
+Search: candidates are image pairs whose crop hashes are within ``candidate_threshold`` bits (exact: faiss binary
+range search over blocks, only pairs that involve a new image); each candidate is verified by the aligned 256-bit
+distance. Groups are connected components of verified pairs.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from schemas.tables import HashRecord
+
+HashKind = Literal["phash", "dhash", "whash", "colorhash"]
+
+
+class DedupSettings(BaseModel):
+    """Near-duplicate settings (saved in the curate run manifest)."""
+
+    hash_kind: HashKind = "phash"
+    hash_size: int = 8  # phash/dhash/whash: hash_size**2 bits; colorhash: binbits = hash_size // 2 (14*binbits bits)
+    crops: list[float] = Field(default_factory=lambda: [1.0, 0.95, 0.90])  # centre crops: fraction of each side
+    candidate_threshold: int = 12  # Hamming distance between any two crop hashes (bits of hash_kind)
+    verify: bool = True
+    verify_threshold: int = 64  # of 256 bits, aligned windows vs full image
+    verify_window: float = 0.95
+    verify_grid: int = 3
+    decode_px: int = 128
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    block_size: int = 131072  # hashes per search block
+
+
+@dataclass
+class HashInput:
+    image_id: str
+    country: str
+    dish: str
+    path: str  # image path in the data root
+    width: int
+    height: int
+
+
+def _hash_bits(image, kind: HashKind, size: int) -> np.ndarray:
+    import imagehash
+
+    if kind == "phash":
+        value = imagehash.phash(image, hash_size=size)
+    elif kind == "dhash":
+        value = imagehash.dhash(image, hash_size=size)
+    elif kind == "whash":
+        value = imagehash.whash(image, hash_size=size)
+    else:
+        value = imagehash.colorhash(image, binbits=max(1, size // 2))
+    return np.asarray(value.hash, dtype=bool).ravel()
+
+
+def pack(bits: np.ndarray) -> bytes:
+    """Pack a bool vector big-endian, padded with zero bits to whole bytes."""
+    return np.packbits(bits).tobytes()
+
+
+def centre_crop(image, fraction: float):
+    if fraction >= 1.0:
+        return image
+    w, h = image.size
+    dx, dy = round(w * (1 - fraction) / 2), round(h * (1 - fraction) / 2)
+    return image.crop((dx, dy, w - dx, h - dy))
+
+
+def grid_windows(image, fraction: float, steps: int) -> list:
+    """The image itself, then ``steps`` x ``steps`` windows of ``fraction`` of each side, corner to corner."""
+    w, h = image.size
+    ww, hh = round(w * fraction), round(h * fraction)
+    out = [image]
+    for yi in range(steps):
+        for xi in range(steps):
+            x = round((w - ww) * xi / max(1, steps - 1))
+            y = round((h - hh) * yi / max(1, steps - 1))
+            out.append(image.crop((x, y, x + ww, y + hh)))
+    return out
+
+
+def hash_bytes(data: bytes, settings: DedupSettings) -> tuple[list[bytes], list[bytes], tuple[int, int]]:
+    """Hashes of one encoded image: (crop hashes, verification hashes, decoded size). Raises on undecodable data."""
+    from PIL import Image, ImageOps
+
+    image = Image.open(io.BytesIO(data))
+    colour = settings.hash_kind == "colorhash"
+    if image.format == "JPEG":
+        image.draft("RGB" if colour else "L", (settings.decode_px, settings.decode_px))
+    image = ImageOps.exif_transpose(image)
+    image = image.convert("RGB" if colour else "L")
+    crop_hashes = [pack(_hash_bits(centre_crop(image, f), settings.hash_kind, settings.hash_size)) for f in settings.crops]
+    verify = []
+    if settings.verify:
+        gray = image.convert("L") if colour else image
+        verify = [pack(_hash_bits(w, "phash", 16)) for w in grid_windows(gray, settings.verify_window, settings.verify_grid)]
+    return crop_hashes, verify, image.size
+
+
+def hash_one(item: HashInput, data: bytes | None, settings: DedupSettings, error: str | None = None) -> HashRecord:
+    base = dict(image_id=item.image_id, country=item.country, dish=item.dish, hash_kind=settings.hash_kind,
+                crops=[f"{f:.2f}" for f in settings.crops], width=item.width, height=item.height)
+    bits = hash_bit_count(settings)
+    if data is None:
+        return HashRecord(**base, hash_bits=bits, hashes=[], verify_hashes=[], status="rejected:unreadable",
+                          error_message=error)
+    try:
+        crop_hashes, verify, _ = hash_bytes(data, settings)
+    except Exception as exc:  # a corrupt stored file is a row, not a crash
+        return HashRecord(**base, hash_bits=bits, hashes=[], verify_hashes=[], status="rejected:corrupt",
+                          error_message=f"{type(exc).__name__}: {exc}"[:200])
+    return HashRecord(**base, hash_bits=bits, hashes=crop_hashes, verify_hashes=verify)
+
+
+def hash_bit_count(settings: DedupSettings) -> int:
+    if settings.hash_kind == "colorhash":
+        return 14 * max(1, settings.hash_size // 2)
+    return settings.hash_size**2
+
+
+def _hash_chunk(items: list[HashInput], data_root: str, settings: DedupSettings) -> list[HashRecord]:
+    from sufra.store import DataRoot
+
+    root = DataRoot(data_root)
+    out = []
+    for item in items:
+        try:
+            data = root.read_bytes(item.path)
+        except OSError as exc:
+            out.append(hash_one(item, None, settings, f"{type(exc).__name__}: {exc}"[:200]))
+            continue
+        out.append(hash_one(item, data, settings))
+    return out
+
+
+def hash_images(items: Sequence[HashInput], data_root: str, settings: DedupSettings,
+                chunk_size: int = 200) -> Iterator[list[HashRecord]]:
+    """Hash images in worker processes (each reads its own files); yields one list of records per chunk."""
+    chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+    if settings.workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            yield _hash_chunk(chunk, data_root, settings)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
+        yield from pool.map(_hash_chunk, chunks, [data_root] * len(chunks), [settings] * len(chunks))
+
+
+# -- search ----------------------------------------------------------------------------------------------------
+def pair_search(codes: np.ndarray, owners: np.ndarray, threshold: int, first_new: int = 0,
+                block_size: int = 131072) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs of rows within ``threshold`` bits that involve at least one row at or after ``first_new``.
+
+    ``codes``: N x B uint8 packed hashes; ``owners``: N image indices (pairs of the same owner are skipped).
+    Returns (owner_a, owner_b, distance) with owner_a < owner_b and the minimum distance per owner pair.
+    Exact: faiss brute-force Hamming range search, block by block (each pair compared once).
+    """
+    import faiss
+
+    n = len(codes)
+    out_a, out_b, out_d = [], [], []
+    if n == 0 or first_new >= n:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
+    dim = codes.shape[1] * 8
+    for q_start in range(first_new, n, block_size):
+        q_end = min(n, q_start + block_size)
+        queries = np.ascontiguousarray(codes[q_start:q_end])
+        for i_start in range(0, q_end, block_size):
+            i_end = min(q_end, i_start + block_size)
+            index = faiss.IndexBinaryFlat(dim)
+            index.add(np.ascontiguousarray(codes[i_start:i_end]))
+            lims, dist, ids = index.range_search(queries, threshold + 1)  # faiss: strictly below the radius
+            rows = np.repeat(np.arange(q_start, q_end), np.diff(lims).astype(np.int64))
+            cols = ids.astype(np.int64) + i_start
+            keep = cols < rows  # each pair once: a later row against earlier rows
+            rows, cols, dist = rows[keep], cols[keep], dist[keep]
+            a, b = owners[rows], owners[cols]
+            other = a != b
+            out_a.append(np.minimum(a, b)[other])
+            out_b.append(np.maximum(a, b)[other])
+            out_d.append(dist[other])
+    a = np.concatenate(out_a)
+    b = np.concatenate(out_b)
+    d = np.concatenate(out_d).astype(np.int32)
+    if len(a) == 0:
+        return a, b, d
+    order = np.lexsort((d, b, a))  # per owner pair keep the smallest distance
+    a, b, d = a[order], b[order], d[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[first], b[first], d[first]
+
+
+def popcount_distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Hamming distances between packed rows (broadcasting)."""
+    return np.bitwise_count(np.bitwise_xor(x, y)).sum(axis=-1)
+
+
+def verified_distance(verify_a: np.ndarray, verify_b: np.ndarray) -> int:
+    """Aligned distance: min over windows of one image against the other's full frame (row 0), both ways."""
+    one = popcount_distance(verify_a, verify_b[0][None, :]).min()
+    two = popcount_distance(verify_b, verify_a[0][None, :]).min()
+    return int(min(one, two))
+
+
+def connected_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label per node (0..n-1) of the undirected graph with edges (a, b)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels

@@ -1,0 +1,242 @@
+import itertools
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from schemas import DUPLICATES, HASHES, IMAGES, SPLITS
+from schemas.tables import ImageRecord
+from sufra.store import DataRoot, utcnow
+from tasks.curate import CurateSettings, dedup_and_split, hash_shard, images_to_hash
+from tasks.dedup import DedupSettings, hash_bytes, pack, pair_search
+from tasks.split import SplitSettings, Unit, assign_splits
+from tests.imaging import jpeg, scene, store, transforms
+
+SINGLE = CurateSettings(dedup=DedupSettings(workers=1))
+
+
+def run_curate(root: DataRoot, country: str = "egypt", settings: CurateSettings = SINGLE, run_id: str = "c1"):
+    hash_shard(root, images_to_hash(root, country), settings.dedup, run_id)
+    return dedup_and_split(root, country, settings, run_id)
+
+
+def groups_of(root, country="egypt"):
+    groups = {}
+    for row in root.read_records(DUPLICATES, country):
+        groups.setdefault(row.group_id, set()).add(row.image_id)
+    return groups
+
+
+@pytest.mark.slow
+def test_near_duplicates_recall_and_no_false_merges(tmp_path):
+    root = DataRoot(tmp_path / "data")
+    n_distinct = 60
+    items, truth = [], {}
+    for seed in range(n_distinct):
+        base = scene(seed)
+        items.append(("koshari", jpeg(base)))
+        for name, variant in transforms(base, seed).items():
+            items.append(("koshari", jpeg(variant)))
+            truth[len(items) - 1] = (seed, name)
+    ids = store(root, "egypt", items)
+    source = {}
+    index = 0
+    for seed in range(n_distinct):
+        source[ids[index]] = seed
+        for k in range(5):
+            source[ids[index + 1 + k]] = seed
+        index += 6
+    run_curate(root)
+    groups = groups_of(root)
+    seeds_per_group = [{source[i] for i in members} for members in groups.values()]
+    assert all(len(s) == 1 for s in seeds_per_group), "a group merged distinct images"
+    found = Counter()
+    group_of = {i: g for g, members in groups.items() for i in members}
+    per_transform = Counter()
+    for pos, (seed, name) in truth.items():
+        original = ids[[k for k, i in enumerate(ids) if source[i] == seed][0]]
+        per_transform[name] += 1
+        if ids[pos] in group_of and group_of[ids[pos]] == group_of.get(original):
+            found[name] += 1
+    recall = sum(found.values()) / len(truth)
+    assert recall >= 0.95, (recall, found)
+    kept = [r.image_id for r in root.read_records(SPLITS, "egypt")]
+    assert len(kept) == len({source[i] for i in kept}) == n_distinct  # one image per distinct scene remains
+
+
+def test_hash_matches_imagehash_and_is_stable():
+    import io
+
+    import imagehash
+    from PIL import Image
+
+    data = jpeg(scene(3))
+    crops, verify, _ = hash_bytes(data, DedupSettings(decode_px=4096))
+    expected = imagehash.phash(Image.open(io.BytesIO(data)).convert("L"))
+    assert crops[0] == pack(np.asarray(expected.hash).ravel())
+    assert len(crops) == 3 and len(verify) == 10 and all(len(v) == 32 for v in verify)
+    assert hash_bytes(data, DedupSettings())[0] == hash_bytes(data, DedupSettings())[0]
+
+
+@pytest.mark.parametrize("kind, bits", [("phash", 64), ("dhash", 64), ("whash", 64), ("colorhash", 56)])
+def test_hash_kinds_selectable(kind, bits):
+    crops, _, _ = hash_bytes(jpeg(scene(1)), DedupSettings(hash_kind=kind))
+    assert len(crops[0]) == (bits + 7) // 8
+
+
+def test_pair_search_is_exact_against_brute_force():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (600, 8), dtype=np.uint8)
+    codes[300:320] = codes[0:20] ^ (rng.random((20, 8)) < 0.08).astype(np.uint8) * rng.integers(1, 256, (20, 8)).astype(np.uint8)
+    owners = np.arange(600)
+    a, b, d = pair_search(codes, owners, threshold=14, block_size=128)
+    bits = np.unpackbits(codes, axis=1).astype(np.int32)
+    full = (bits[:, None, :] != bits[None, :, :]).sum(-1)
+    ia, ib = np.nonzero(np.triu(full <= 14, 1))
+    assert set(zip(a.tolist(), b.tolist(), strict=True)) == set(zip(ia.tolist(), ib.tolist(), strict=True))
+    assert all(full[x, y] == z for x, y, z in zip(a, b, d, strict=True))
+    # incremental: only pairs with a row >= 300
+    a2, b2, _ = pair_search(codes, owners, threshold=14, first_new=300, block_size=128)
+    assert set(zip(a2.tolist(), b2.tolist(), strict=True)) == {(x, y) for x, y in zip(ia.tolist(), ib.tolist(), strict=True) if y >= 300}
+
+
+def test_cross_class_group_is_flagged(tmp_path):
+    root = DataRoot(tmp_path / "data")
+    base = scene(11)
+    ids = store(root, "egypt", [("koshari", jpeg(base)), ("mahshi", jpeg(transforms(base, 1)["jpeg60"])),
+                                ("koshari", jpeg(scene(12)))])
+    run_curate(root)
+    rows = {r.image_id: r for r in root.read_records(DUPLICATES, "egypt")}
+    assert {rows[ids[0]].kind, rows[ids[1]].kind} == {"cross_class"}
+    assert [rows[i].dropped for i in ids[:2]].count(False) == 1  # review mode: representative kept, flagged
+    assert ids[2] not in rows
+    drop = CurateSettings(dedup=DedupSettings(workers=1), cross_class="drop")
+    root2 = DataRoot(tmp_path / "data2")
+    ids2 = store(root2, "egypt", [("koshari", jpeg(base)), ("mahshi", jpeg(transforms(base, 1)["jpeg60"]))])
+    run_curate(root2, settings=drop)
+    assert all(r.dropped for r in root2.read_records(DUPLICATES, "egypt"))
+    assert {r.image_id for r in root2.read_records(SPLITS, "egypt")}.isdisjoint(ids2)
+
+
+def test_exact_duplicates_from_collect_join_the_group(tmp_path):
+    root = DataRoot(tmp_path / "data")
+    ids = store(root, "egypt", [("koshari", jpeg(scene(5)))])
+    dup = ImageRecord(image_id="url:abc", url_hash="abc", country="egypt", dish="mahshi", query="q", engine="bing",
+                      fetched_at=utcnow(), status="rejected:exact_duplicate", duplicate_of=ids[0])
+    root.write_table(IMAGES, "egypt", [dup], "collect2")
+    run_curate(root)
+    rows = {r.image_id: r for r in root.read_records(DUPLICATES, "egypt")}
+    assert rows["url:abc"].representative_id == ids[0] and rows["url:abc"].kind == "cross_class"
+    assert rows[ids[0]].kind == "cross_class" and not rows[ids[0]].dropped
+
+
+def test_corrupt_file_is_a_rejected_row_and_flow_goes_on(tmp_path):
+    root = DataRoot(tmp_path / "data")
+    ids = store(root, "egypt", [("koshari", jpeg(scene(1))), ("koshari", jpeg(scene(2)))])
+    path = root.image_path(ids[0], "jpg")
+    with open(path, "wb") as fh:
+        fh.write(b"\xff\xd8\xff garbage")
+    result = run_curate(root)
+    hashes = {r.image_id: r for r in root.read_records(HASHES, "egypt")}
+    assert hashes[ids[0]].status == "rejected:corrupt" and hashes[ids[0]].error_message
+    assert [r.image_id for r in root.read_records(SPLITS, "egypt")] == [ids[1]]
+    assert result.counts["rejected_hash"] == 1
+
+
+def test_missing_file_is_a_rejected_row(tmp_path):
+    root = DataRoot(tmp_path / "data")
+    ids = store(root, "egypt", [("koshari", jpeg(scene(1)))])
+    import os
+
+    os.remove(root.image_path(ids[0], "jpg"))
+    run_curate(root)
+    assert root.read_records(HASHES, "egypt")[0].status == "rejected:unreadable"
+
+
+# -- splits ------------------------------------------------------------------------------------------------------
+def make_units(n_dishes=3, per_dish=47, group_every=9):
+    units = []
+    for d in range(n_dishes):
+        for i in range(per_dish):
+            group = f"d{d}-g{i // 3}" if i % group_every < 3 else f"d{d}-s{i}"
+            units.append(Unit(f"d{d}-img{i}", f"dish{d}", group))
+    return units
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_split_invariants(seed):
+    settings = SplitSettings(seed=seed)
+    units = make_units()
+    splits = assign_splits(units, {}, settings)
+    assert set(splits) == {u.image_id for u in units}
+    by_group = {}
+    for u in units:
+        by_group.setdefault(u.group_id, set()).add(splits[u.image_id])
+    assert all(len(s) == 1 for s in by_group.values())  # no group crosses splits
+    for dish in {u.dish for u in units}:
+        members = [u for u in units if u.dish == dish]
+        counts = Counter(splits[u.image_id] for u in members)
+        for split, ratio in settings.ratios.items():
+            assert abs(counts[split] - ratio * len(members)) <= 1, (dish, counts)
+    assert assign_splits(units, {}, settings) == splits  # deterministic
+
+
+def test_split_is_stable_when_images_arrive():
+    settings = SplitSettings(seed=3)
+    old = make_units(per_dish=30)
+    first = assign_splits(old, {}, settings)
+    new = old + [Unit(f"new{i}", f"dish{i % 3}", f"new-g{i}") for i in range(40)] + [Unit("late", "dish0", old[0].group_id)]
+    second = assign_splits(new, first, settings)
+    assert set(second) == {u.image_id for u in new} - set(first)
+    assert second["late"] == first[old[0].image_id]  # joins its group's split
+    merged = {**first, **second}
+    for dish in ("dish0", "dish1", "dish2"):
+        members = [u for u in new if u.dish == dish]
+        counts = Counter(merged[u.image_id] for u in members)
+        assert abs(counts["train"] - 0.8 * len(members)) <= 2
+
+
+def test_curate_rerun_keeps_assignments_and_only_checks_new(tmp_path):
+    root = DataRoot(tmp_path / "data")
+    store(root, "egypt", [("koshari", jpeg(scene(s))) for s in range(20)])
+    run_curate(root, run_id="c1")
+    before = {r.image_id: r.split for r in root.read_records(SPLITS, "egypt")}
+    base = scene(3)
+    new_ids = store(root, "egypt", [("koshari", jpeg(transforms(base, 0)["jpeg60"]).replace(b"", b"")),
+                                    ("koshari", jpeg(scene(100)))], run_id="seed2")
+    result = run_curate(root, run_id="c2")
+    after = {r.image_id: r.split for r in root.read_records(SPLITS, "egypt")}
+    assert all(after[i] == s for i, s in before.items())
+    assert result.counts["new_images"] == 2
+    hashed_twice = Counter(r["image_id"] for r in root.read_table(HASHES, "egypt", latest=False).to_pylist())
+    assert max(hashed_twice.values()) == 1  # old images were not re-hashed
+    dup = {r.image_id: r for r in root.read_records(DUPLICATES, "egypt")}
+    assert dup[new_ids[0]].dropped and new_ids[1] in after
+
+
+def test_hashing_in_worker_processes_matches_single(tmp_path):
+    root = DataRoot(tmp_path / "data")
+    store(root, "egypt", [("koshari", jpeg(scene(s))) for s in range(30)])
+    items = images_to_hash(root, "egypt")
+    from tasks.dedup import hash_images
+
+    single = [r for chunk in hash_images(items, root.url, DedupSettings(workers=1)) for r in chunk]
+    multi = [r for chunk in hash_images(items, root.url, DedupSettings(workers=2), chunk_size=8) for r in chunk]
+    assert sorted(single, key=lambda r: r.image_id) == sorted(multi, key=lambda r: r.image_id)
+    assert len(list(itertools.chain(single))) == 30
+
+
+def test_curate_flow_writes_tables_report_and_manifest(tmp_path, prefect_harness):
+    from flows.curate import curate
+
+    root = DataRoot(tmp_path / "data")
+    base = scene(42)
+    store(root, "egypt", [("koshari", jpeg(scene(s))) for s in range(8)] +
+          [("koshari", jpeg(base)), ("koshari", jpeg(transforms(base, 2)["crop5"]))])
+    counts = curate(country="egypt", data_root=str(root.root), settings=SINGLE)
+    assert counts["hash_ok"] == 10 and counts["duplicate_groups"] == 1 and counts["dropped"] == 1
+    report = (tmp_path / "data" / counts["report"].split("/data/", 1)[1]).read_text()
+    assert "group of 2" in report and report.count("data:image/jpeg;base64,") == 2
+    manifests = list((tmp_path / "data" / "runs").glob("*.json"))
+    assert len(manifests) == 1 and '"status": "completed"' in manifests[0].read_text()
+    assert len(root.read_records(SPLITS, "egypt")) == 9
