@@ -9,11 +9,14 @@ distance. Groups are connected components of verified pairs.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import io
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +39,7 @@ class DedupSettings(BaseModel):
     verify_threshold: int = 64  # of 256 bits, aligned windows vs full image
     verify_window: float = 0.95
     verify_grid: int = 3
-    decode_px: int = 128
+    decode_px: int = 64  # JPEG draft target: the decoder scales down (1/2..1/8) to at least this
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     block_size: int = 131072  # hashes per search block
 
@@ -78,21 +81,50 @@ def centre_crop(image, fraction: float):
     return image.crop((dx, dy, w - dx, h - dy))
 
 
-def grid_windows(image, fraction: float, steps: int) -> list:
-    """The image itself, then ``steps`` x ``steps`` windows of ``fraction`` of each side, corner to corner."""
-    w, h = image.size
-    ww, hh = round(w * fraction), round(h * fraction)
-    out = [image]
-    for yi in range(steps):
-        for xi in range(steps):
-            x = round((w - ww) * xi / max(1, steps - 1))
-            y = round((h - hh) * yi / max(1, steps - 1))
-            out.append(image.crop((x, y, x + ww, y + hh)))
-    return out
+def _centre_box(size: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
+    w, h = size
+    dx, dy = round(w * (1 - fraction) / 2), round(h * (1 - fraction) / 2)
+    return (dx, dy, w - dx, h - dy)
+
+
+@functools.lru_cache(maxsize=16)
+def _dct_basis(n: int, k: int) -> np.ndarray:
+    """Rows 0..k-1 of the unnormalised DCT-II matrix of size n (scipy's ``dct(type=2, norm=None)``)."""
+    rows = np.arange(k)[:, None]
+    cols = np.arange(n)[None, :]
+    return 2.0 * np.cos(np.pi * rows * (2 * cols + 1) / (2 * n))
+
+
+def _dct_hashes(stack: np.ndarray, hash_size: int) -> list[bytes]:
+    """pHash of each image in an N x S x S float stack: low ``hash_size``^2 DCT-II terms above their median.
+
+    The same numbers as ``imagehash.phash`` (2-D DCT-II without norm, top-left block, median threshold), but only
+    the needed block is computed: ``B @ X @ B.T`` with the first ``hash_size`` rows of the DCT basis.
+    """
+    basis = _dct_basis(stack.shape[1], hash_size)
+    flat = (basis @ stack @ basis.T).reshape(len(stack), -1)
+    packed = np.packbits(flat > np.median(flat, axis=1, keepdims=True), axis=1)
+    return [row.tobytes() for row in packed]
+
+
+def _resample_square(base: np.ndarray, box: tuple[int, int, int, int], side: int) -> np.ndarray:
+    """Nearest-index resample of a box of a square array to ``side`` x ``side`` (cheap crop hashes)."""
+    x0, y0, x1, y1 = box
+    ys = np.linspace(y0, y1 - 1, side).round().astype(int)
+    xs = np.linspace(x0, x1 - 1, side).round().astype(int)
+    return base[np.ix_(ys, xs)]
+
+
+VERIFY_BASE_PX = 64
 
 
 def hash_bytes(data: bytes, settings: DedupSettings) -> tuple[list[bytes], list[bytes], tuple[int, int]]:
-    """Hashes of one encoded image: (crop hashes, verification hashes, decoded size). Raises on undecodable data."""
+    """Hashes of one encoded image: (crop hashes, verification hashes, decoded size). Raises on undecodable data.
+
+    One decode (JPEG ``draft`` to about ``decode_px``); the full-frame pHash is imagehash's (LANCZOS to 32x32),
+    inner crops are resampled from a 64x64 base; all DCTs run as one batch. Verification: the image resized once to 64x64, windows taken as array slices,
+    256-bit DCT hashes (the pHash recipe on a 61x61 window).
+    """
     from PIL import Image, ImageOps
 
     image = Image.open(io.BytesIO(data))
@@ -101,12 +133,34 @@ def hash_bytes(data: bytes, settings: DedupSettings) -> tuple[list[bytes], list[
         image.draft("RGB" if colour else "L", (settings.decode_px, settings.decode_px))
     image = ImageOps.exif_transpose(image)
     image = image.convert("RGB" if colour else "L")
-    crop_hashes = [pack(_hash_bits(centre_crop(image, f), settings.hash_kind, settings.hash_size)) for f in settings.crops]
-    verify = []
+    gray = image.convert("L") if colour else image
+    base = np.asarray(gray.resize((VERIFY_BASE_PX, VERIFY_BASE_PX), Image.Resampling.BILINEAR), dtype=np.float64)
+    if settings.hash_kind == "phash":
+        # the full frame exactly as imagehash.phash (LANCZOS); inner crops resampled from the 64x64 base
+        side = settings.hash_size * 4  # imagehash's highfreq_factor
+        stack = np.stack([
+            np.asarray(image.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64) if f >= 1.0
+            else _resample_square(base, _centre_box(base.shape[::-1], f), side)
+            for f in settings.crops
+        ])
+        crop_hashes = _dct_hashes(stack, settings.hash_size)
+    else:
+        crop_hashes = [pack(_hash_bits(centre_crop(image, f), settings.hash_kind, settings.hash_size)) for f in settings.crops]
+    verify: list[bytes] = []
     if settings.verify:
-        gray = image.convert("L") if colour else image
-        verify = [pack(_hash_bits(w, "phash", 16)) for w in grid_windows(gray, settings.verify_window, settings.verify_grid)]
+        verify = _dct_hashes(grid_windows_array(base, settings.verify_window, settings.verify_grid), 16)
     return crop_hashes, verify, image.size
+
+
+def grid_windows_array(base: np.ndarray, fraction: float, steps: int) -> np.ndarray:
+    """The full square (resized to the window side) then ``steps`` x ``steps`` shifted windows, as one stack."""
+    side = base.shape[0]
+    win = round(side * fraction)
+    offsets = [round((side - win) * k / max(1, steps - 1)) for k in range(steps)]
+    full_idx = np.linspace(0, side - 1, win).round().astype(int)
+    windows = [base[np.ix_(full_idx, full_idx)]]
+    windows += [base[y : y + win, x : x + win] for y in offsets for x in offsets]
+    return np.stack(windows)
 
 
 def hash_one(item: HashInput, data: bytes | None, settings: DedupSettings, error: str | None = None) -> HashRecord:
@@ -153,9 +207,26 @@ def hash_images(items: Sequence[HashInput], data_root: str, settings: DedupSetti
         for chunk in chunks:
             yield _hash_chunk(chunk, data_root, settings)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
+    pool = _worker_pool(settings.workers)
+    try:
         yield from pool.map(_hash_chunk, chunks, [data_root] * len(chunks), [settings] * len(chunks))
+    except BrokenProcessPool:
+        _pools.pop(settings.workers, None)
+        raise
+
+
+_pools: dict[int, ProcessPoolExecutor] = {}
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """One warm pool per worker count and process: forkserver (safe beside threads) with the hashing modules
+    preloaded, so a shard pays no interpreter start-up."""
+    if workers not in _pools:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["tasks.dedup", "schemas.tables", "sufra.store", "PIL.Image", "imagehash"])
+        _pools[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        atexit.register(_pools[workers].shutdown, wait=False, cancel_futures=True)
+    return _pools[workers]
 
 
 # -- search ----------------------------------------------------------------------------------------------------

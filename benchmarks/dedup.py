@@ -1,0 +1,149 @@
+"""Near-duplicate detection: hashing speed, search time and its growth, recall / false pairs on a transform set,
+side by side with imagededup's PHash (encode_images + find_duplicates at the same threshold) on the same files.
+
+    .venv/bin/python benchmarks/dedup.py [--quick]
+
+Transform set: the sample photos (../shared/data when present, else generated scenes) plus, for 300 of them, one
+copy each under resize 50%, JPEG q60, 5% crop, text overlay or brightness +20% (60 of each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import BENCH_DIR, baseline_python, emit, sample_photos, timer  # noqa: E402
+
+IMAGEDEDUP_CODE = r"""
+import json, sys, time, os
+os.environ.setdefault("TQDM_DISABLE", "1")
+from imagededup.methods import PHash
+folder, threshold = sys.argv[1], int(sys.argv[2])
+phasher = PHash(verbose=False)
+t = time.perf_counter(); enc = phasher.encode_images(image_dir=folder, num_enc_workers=2); t_enc = time.perf_counter() - t
+t = time.perf_counter(); dup = phasher.find_duplicates(encoding_map=enc, max_distance_threshold=threshold, num_dist_workers=2); t_search = time.perf_counter() - t
+pairs = sorted({tuple(sorted((a, b))) for a, bs in dup.items() for b in bs})
+print(json.dumps({"encode_s": t_enc, "search_s": t_search, "n": len(enc), "pairs": pairs}))
+"""
+
+
+def build_transform_set(folder: Path, n_transformed: int = 300) -> tuple[list[Path], dict[str, str]]:
+    """Write originals and transformed copies as JPEG files; returns files and copy name -> original name."""
+    from PIL import Image
+
+    from tests.imaging import jpeg, transforms
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    photos = sample_photos()
+    truth = {}
+    files = []
+    names = ["resize", "jpeg60", "crop5", "text", "brightness"]
+    for i, path in enumerate(photos):
+        name = f"o{i:05d}.jpg"
+        shutil.copyfile(path, folder / name)
+        files.append(folder / name)
+    for k in range(min(n_transformed, len(photos))):
+        original = f"o{k:05d}.jpg"
+        variant = names[k % len(names)]
+        image = Image.open(photos[k]).convert("RGB")
+        copy = f"t{k:05d}-{variant}.jpg"
+        (folder / copy).write_bytes(jpeg(transforms(image, k)[variant], 90))
+        files.append(folder / copy)
+        truth[copy] = original
+    return files, truth
+
+
+def score(pairs: set[tuple[str, str]], truth: dict[str, str]) -> tuple[float, int, dict]:
+    """Recall over (copy, original) pairs and the count of pairs that are not copies of one original."""
+    def root(name: str) -> str:
+        return truth.get(name, name)
+
+    found = {copy for copy, original in truth.items() if tuple(sorted((copy, original))) in pairs}
+    false_pairs = sum(1 for a, b in pairs if root(a) != root(b))
+    missed = {}
+    for copy in truth:
+        if copy not in found:
+            kind = copy.split("-", 1)[1].removesuffix(".jpg")
+            missed[kind] = missed.get(kind, 0) + 1
+    return len(found) / len(truth), false_pairs, missed
+
+
+def ours(files: list[Path], threshold: int) -> dict:
+    from tasks.dedup import DedupSettings, HashInput, hash_images, pair_search, verified_distance
+
+    settings = DedupSettings(candidate_threshold=threshold)
+    items = [HashInput(p.name, "bench", "bench", str(p), 0, 0) for p in files]
+    with timer() as t_hash:
+        records = [r for chunk in hash_images(items, "/", settings) for r in chunk]
+    records = [r for r in records if r.status == "ok"]
+    codes = np.array([np.frombuffer(h, np.uint8) for r in records for h in r.hashes])
+    owners = np.repeat(np.arange(len(records)), [len(r.hashes) for r in records])
+    with timer() as t_search:
+        a, b, d = pair_search(codes, owners, threshold)
+        verify = [np.array([np.frombuffer(h, np.uint8) for h in r.verify_hashes]) for r in records]
+        keep = [verified_distance(verify[i], verify[j]) <= settings.verify_threshold for i, j in zip(a, b, strict=True)]
+    pairs = {tuple(sorted((records[i].image_id, records[j].image_id))) for i, j, k in zip(a, b, keep, strict=True) if k}
+    return {"hash_per_s": len(items) / t_hash["seconds"], "search_s": t_search["seconds"], "pairs": pairs,
+            "candidates": len(a)}
+
+
+def search_scaling(sizes: list[int]) -> dict[int, float]:
+    """Seconds of the exact all-pairs search (threshold 12, 64-bit codes) over n hashes."""
+    from tasks.dedup import pair_search
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for n in sizes:
+        codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+        start = time.perf_counter()
+        pair_search(codes, np.arange(n), 12)
+        out[n] = time.perf_counter() - start
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="search scaling up to 100k hashes only")
+    parser.add_argument("--threshold", type=int, default=12, help="Hamming threshold (both tools)")
+    args = parser.parse_args()
+    folder = BENCH_DIR / "dedup" / "images"
+    files, truth = build_transform_set(folder)
+    mine = ours(files, args.threshold)
+    python = baseline_python("imagededup", ["imagededup"])
+    proc = subprocess.run([str(python), "-c", IMAGEDEDUP_CODE, str(folder), str(args.threshold)],
+                          capture_output=True, text=True, check=True)
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    their_pairs = {tuple(p) for p in theirs["pairs"]}
+    our_recall, our_false, our_missed = score(mine["pairs"], truth)
+    their_recall, their_false, their_missed = score(their_pairs, truth)
+    their_rate = theirs["n"] / theirs["encode_s"]
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    scaling = search_scaling(sizes)
+    exponent = math.log(scaling[sizes[-1]] / scaling[sizes[0]]) / math.log(sizes[-1] / sizes[0])
+    print(f"{len(files)} files ({len(truth)} transformed copies), threshold {args.threshold}")
+    print(f"  sufra      hash {mine['hash_per_s']:7.1f} img/s  search {mine['search_s']:.2f} s  recall {our_recall:.3f}  false pairs {our_false}  missed {our_missed}  candidates {mine['candidates']}")
+    print(f"  imagededup hash {their_rate:7.1f} img/s  search {theirs['search_s']:.2f} s  recall {their_recall:.3f}  false pairs {their_false}  missed {their_missed}")
+    for n, s in scaling.items():
+        print(f"  exact search over {n:>9,} hashes: {s:8.2f} s")
+    print(f"  growth exponent {exponent:.2f}")
+    emit({"ours": round(mine["hash_per_s"], 1), "baseline": round(their_rate, 1), "unit": "images/s hashed",
+          "ratio": round(mine["hash_per_s"] / their_rate, 2), "baseline_name": "imagededup PHash encode_images",
+          "recall": round(our_recall, 4), "false_pairs": our_false, "baseline_recall": round(their_recall, 4),
+          "baseline_false_pairs": their_false, "search_s": {str(k): round(v, 2) for k, v in scaling.items()},
+          "growth_exponent": round(exponent, 2)})
+
+
+if __name__ == "__main__":
+    main()
