@@ -1,6 +1,7 @@
 """Pydantic records and pyarrow schemas of every table, and the COCO structures."""
 
 from schemas.tables import (
+    ANNOTATIONS,
     CANDIDATES,
     DUPLICATES,
     HASHES,
@@ -15,6 +16,6 @@ from schemas.tables import (
 )
 
 __all__ = [
-    "CANDIDATES", "DUPLICATES", "HASHES", "IMAGES", "INSTANCES", "REVIEWS", "SCHEMA_VERSION", "SPLITS",
+    "ANNOTATIONS", "CANDIDATES", "DUPLICATES", "HASHES", "IMAGES", "INSTANCES", "REVIEWS", "SCHEMA_VERSION", "SPLITS",
     "TABLES", "Table", "table",
 ]

@@ -135,6 +135,23 @@ class InstanceRecord(Record):
     deleted: bool = False  # a review that removes an automatic instance writes a tombstone
 
 
+class AnnotationRecord(Record):
+    """Image-level outcome of the annotate stage; ``config_hash`` (models + settings) is its cache key."""
+
+    image_id: str
+    country: str
+    dish: str
+    split: str | None = None
+    status: Literal["auto_accepted", "needs_review", "rejected"]
+    reason: str | None = None
+    n_instances: int
+    width: int
+    height: int
+    config_hash: str
+    model_versions: dict[str, str] = Field(default_factory=dict)
+    annotated_at: dt.datetime
+
+
 class ReviewRecord(Record):
     image_id: str
     country: str
@@ -190,9 +207,10 @@ DUPLICATES = Table("duplicates", DuplicateRecord, "image_id")
 SPLITS = Table("splits", SplitRecord, "image_id")
 INSTANCES = Table("instances", InstanceRecord, "instance_id")
 REVIEWS = Table("reviews", ReviewRecord, "image_id")
+ANNOTATIONS = Table("annotations", AnnotationRecord, "image_id")
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (CANDIDATES, IMAGES, HASHES, DUPLICATES, SPLITS, INSTANCES, REVIEWS)
+    t.name: t for t in (CANDIDATES, IMAGES, HASHES, DUPLICATES, SPLITS, INSTANCES, ANNOTATIONS, REVIEWS)
 }
 
 

@@ -182,6 +182,49 @@ def curate(
 
 
 @app.command()
+def annotate(
+    country: CountryOpt,
+    preset: Annotated[str, typer.Option(help="quality, balanced or fast (detector + segmenter pair).")] = "fast",
+    detector: Annotated[str | None, typer.Option(help="Detector hub id or local folder (overrides the preset).")] = None,
+    segmenter: Annotated[str | None, typer.Option(help="sam:vit_b[:CHECKPOINT] or sam2:HUB_ID_OR_FOLDER (overrides the preset).")] = None,
+    box_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.3,
+    text_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.25,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    data_root: DataRootOpt = None,
+) -> None:
+    """Boxes (Grounding DINO) and masks (SAM) for curated images, with the paper's mask post-filters."""
+    from models.detectors import DetectorSpec
+    from models.presets import preset as get_preset
+    from models.segmenters import SegmenterSpec
+    from sufra.catalog import load_country
+    from tasks.annotate import AnnotateSettings
+
+    settings = _settings(data_root)
+    load_country(country)
+    chosen = get_preset(preset)
+    detector_spec = chosen.detector.model_copy(update={"box_threshold": box_threshold, "text_threshold": text_threshold})
+    if detector:
+        detector_spec = detector_spec.model_copy(update={"model": detector})
+    segmenter_spec = chosen.segmenter
+    if segmenter:
+        backend, _, rest = segmenter.partition(":")
+        if backend == "sam":
+            model_type, _, checkpoint = rest.partition(":")
+            segmenter_spec = SegmenterSpec(backend="sam", model_type=model_type or "vit_b", checkpoint=checkpoint or None)
+        elif backend == "sam2" and rest:
+            segmenter_spec = SegmenterSpec(backend="sam2", model=rest)
+        else:
+            raise SufraError(f"--segmenter must be sam:MODEL_TYPE[:CHECKPOINT] or sam2:MODEL, got '{segmenter}'")
+    annotate_settings = AnnotateSettings(preset=preset, detector=detector_spec, segmenter=segmenter_spec, device=device)
+    _quiet_prefect()
+    from flows.annotate import annotate as annotate_flow
+    from tasks.annotate import load_models
+
+    load_models(annotate_settings)  # fail fast (one line) before Prefect starts when weights are missing
+    typer.echo(json.dumps(annotate_flow(country=country, data_root=settings.data_root, settings=annotate_settings)))
+
+
+@app.command()
 def version() -> None:
     """Print the versions of sufra and the libraries it runs on."""
     from sufra.store import package_versions

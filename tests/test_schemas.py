@@ -26,6 +26,9 @@ SAMPLES = {
                       bbox=[1.0, 2.0, 30.0, 40.0], box_score=0.8, mask={"size": [480, 640], "counts": "abc"},
                       mask_score=0.9, area=1000.0, source="auto", model_versions={"detector": "gdino-t"},
                       created_at=NOW),
+    "annotations": dict(image_id="b" * 64, country="egypt", dish="koshari", split="train", status="needs_review",
+                        reason="low score", n_instances=2, width=640, height=480, config_hash="abc",
+                        model_versions={"detector": "x"}, annotated_at=NOW),
     "reviews": dict(image_id="b" * 64, country="egypt", decision="corrected", reviewer="amira",
                     ls_task_id=7, reviewed_at=NOW),
 }

@@ -1,0 +1,108 @@
+"""Box-prompted segmenters behind one protocol: ``segment(image, boxes) -> (masks, scores)``.
+
+One image embedding per image and all of that image's boxes in one prompt batch.
+- ``sam``: segment_anything (``vit_b|vit_l|vit_h`` or any :class:`~models.build.SamArch`), checkpoint path or URL
+  (the official URLs are fetched into the cache on first use).
+- ``sam2``: SAM 2.1 through transformers ``Sam2Model`` (hub id or local folder): the fast tier.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+from sufra.errors import SufraError
+
+
+class SegmenterSpec(BaseModel):
+    backend: str = "sam"
+    model_type: str = "vit_b"  # sam: key of models.build.SAM_ARCHS
+    checkpoint: str | None = None  # sam: path or URL (default: the official URL of model_type)
+    model: str = "facebook/sam2.1-hiera-tiny"  # sam2: hub id or local folder
+
+
+class Segmenter(Protocol):
+    version: str
+
+    def segment(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``image``: H x W x 3 uint8 RGB; ``boxes``: N x 4 XYXY pixels -> (N x H x W bool masks, N scores)."""
+        ...
+
+
+class SamSegmenter:
+    def __init__(self, spec: SegmenterSpec, device: str = "cpu", model=None):
+        import torch
+        from segment_anything import SamPredictor
+
+        from models.build import SAM_ARCHS, SAM_CHECKPOINT_URLS, build_sam
+        from models.weights import fetch_checkpoint
+
+        if model is None:
+            if spec.model_type not in SAM_ARCHS:
+                raise SufraError(f"unknown SAM model_type '{spec.model_type}'; use {', '.join(SAM_ARCHS)}")
+            source = spec.checkpoint or SAM_CHECKPOINT_URLS.get(spec.model_type)
+            if source is None:
+                raise SufraError(f"SAM model_type '{spec.model_type}' has no official checkpoint: pass one")
+            model = build_sam(SAM_ARCHS[spec.model_type])
+            state = torch.load(fetch_checkpoint(source), map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        self.model = model.to(device).eval()
+        self.predictor = SamPredictor(self.model)
+        self.device = device
+        self.version = f"sam:{spec.model_type}:{(spec.checkpoint or 'official').rsplit('/', 1)[-1]}"
+        self._torch = torch
+
+    def segment(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        h, w = image.shape[:2]
+        if len(boxes) == 0:
+            return np.zeros((0, h, w), bool), np.zeros(0, np.float32)
+        with torch.inference_mode():
+            self.predictor.set_image(image)  # the image embedding, once
+            prompt = self.predictor.transform.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float32, device=self.device), (h, w))
+            masks, scores, _ = self.predictor.predict_torch(None, None, boxes=prompt, multimask_output=False)
+        self.predictor.reset_image()
+        return masks[:, 0].cpu().numpy(), scores[:, 0].float().cpu().numpy()
+
+
+class Sam2Segmenter:
+    def __init__(self, spec: SegmenterSpec, device: str = "cpu", model=None, processor=None):
+        """Loads ``spec.model`` (hub id or folder), or wraps an already built ``model`` + ``processor``."""
+        import torch
+        from transformers import Sam2Model, Sam2Processor
+
+        from models.weights import resolve_pretrained
+
+        if model is None:
+            path = resolve_pretrained(spec.model)
+            processor = Sam2Processor.from_pretrained(path)
+            model = Sam2Model.from_pretrained(path)
+        self.processor = processor
+        self.model = model.to(device).eval()
+        self.device = device
+        self.version = f"sam2:{spec.model}"
+        self._torch = torch
+
+    def segment(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        h, w = image.shape[:2]
+        if len(boxes) == 0:
+            return np.zeros((0, h, w), bool), np.zeros(0, np.float32)
+        inputs = self.processor(images=image, input_boxes=[boxes.astype(float).tolist()], return_tensors="pt").to(self.device)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            outputs = self.model(**inputs, multimask_output=False)
+        masks = self.processor.post_process_masks(outputs.pred_masks.float().cpu(), inputs["original_sizes"].cpu())[0]
+        return masks[:, 0].numpy().astype(bool), outputs.iou_scores[0, :, 0].float().cpu().numpy()
+
+
+SEGMENTERS = {"sam": SamSegmenter, "sam2": Sam2Segmenter}
+
+
+def build_segmenter(spec: SegmenterSpec, device: str = "cpu") -> Segmenter:
+    try:
+        cls = SEGMENTERS[spec.backend]
+    except KeyError:
+        raise SufraError(f"unknown segmenter backend '{spec.backend}'; use {', '.join(SEGMENTERS)}") from None
+    return cls(spec, device)

@@ -1,0 +1,90 @@
+"""Tiny, randomly initialised models saved to a folder and loaded back through the public loaders.
+
+For tests and the offline demo (``sufra demo``): the real code paths run, in well under a second per image on CPU.
+Their outputs are meaningless: never use them for a dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.detectors import DetectorSpec
+from models.segmenters import SegmenterSpec
+
+BASE_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","]
+
+
+def save_tiny_grounding_dino(folder: Path, words: list[str], seed: int = 0) -> DetectorSpec:
+    """A Grounding DINO with a 32-wide Swin, 1 encoder / 2 decoder layers and a local word-level BERT vocab."""
+    import torch
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = BASE_VOCAB + sorted({w.lower() for phrase in words for w in phrase.replace(".", " ").split()} - set(BASE_VOCAB))
+    (folder / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 160}), tokenizer=tokenizer)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4],
+                                   out_features=["stage2", "stage3", "stage4"]),
+        text_config=BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=128),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=30,
+        encoder_attention_heads=2, decoder_attention_heads=2, max_text_len=64, num_feature_levels=4,
+    )
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return DetectorSpec(backend="transformers", model=str(folder), box_threshold=0.0, text_threshold=0.0)
+
+
+def save_tiny_sam(path: Path, seed: int = 0) -> SegmenterSpec:
+    """A segment_anything SAM of the ``tiny`` architecture (models.build.SAM_ARCHS), saved as a state dict."""
+    import torch
+
+    from models.build import SAM_ARCHS, build_sam
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(build_sam(SAM_ARCHS["tiny"]).state_dict(), path)
+    return SegmenterSpec(backend="sam", model_type="tiny", checkpoint=str(path))
+
+
+def save_tiny_sam2(folder: Path, seed: int = 0) -> SegmenterSpec:
+    """A transformers Sam2Model with a 16-wide Hiera (1 block per stage), processor included."""
+    import torch
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2ImageProcessorFast,
+        Sam2MaskDecoderConfig,
+        Sam2Model,
+        Sam2Processor,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
+
+    hiera = Sam2HieraDetConfig(hidden_size=16, blocks_per_stage=[1, 1, 1, 1], embed_dim_per_stage=[16, 32, 64, 128],
+                               num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[8, 4, 14, 7],
+                               global_attention_blocks=[])
+    config = Sam2Config(
+        vision_config=Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=[128, 64, 32, 16], fpn_hidden_size=32),
+        prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32),
+        mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    Sam2Model(config).eval().save_pretrained(folder)
+    Sam2Processor(image_processor=Sam2ImageProcessorFast()).save_pretrained(folder)
+    return SegmenterSpec(backend="sam2", model=str(folder))

@@ -1,0 +1,71 @@
+"""Finding model weights: a local folder/file, the Hugging Face cache, or a download on first use.
+
+Where nothing is cached and the network is unreachable, loading fails at once with one line
+(:class:`~sufra.errors.ModelUnavailableError`) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sufra.errors import ModelUnavailableError
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SUFRA_MODEL_CACHE", Path.home() / ".cache" / "sufra" / "models"))
+
+
+def resolve_pretrained(name_or_path: str) -> str:
+    """A local folder as is; a hub id from the local cache, else downloaded (bounded timeouts)."""
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    if name_or_path.startswith((".", "/", "~")):
+        raise ModelUnavailableError(f"model folder '{name_or_path}' does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name_or_path, local_files_only=True)
+    except Exception:  # not cached: try the hub below
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelUnavailableError(
+            f"model '{name_or_path}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            "download it where there is internet or pass a local folder")
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    try:
+        return snapshot_download(name_or_path)
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"cannot load model '{name_or_path}': not cached and the hub is unreachable ({type(exc).__name__}); "
+            "download it on a machine with internet or pass a local folder") from None
+
+
+def fetch_checkpoint(url_or_path: str, connect_timeout_s: float = 10, read_timeout_s: float = 60) -> Path:
+    """A local checkpoint file as is; an http(s) URL downloaded once into the cache (atomic)."""
+    if not url_or_path.startswith(("http://", "https://")):
+        path = Path(url_or_path).expanduser()
+        if not path.is_file():
+            raise ModelUnavailableError(f"checkpoint '{url_or_path}' does not exist")
+        return path
+    import requests
+
+    target = cache_dir() / "checkpoints" / url_or_path.rsplit("/", 1)[-1]
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        with requests.get(url_or_path, stream=True, timeout=(connect_timeout_s, read_timeout_s)) as response:
+            response.raise_for_status()
+            with open(tmp, "wb") as fh:
+                for chunk in response.iter_content(1 << 20):
+                    fh.write(chunk)
+        os.replace(tmp, target)
+    except requests.RequestException as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelUnavailableError(
+            f"cannot download checkpoint {url_or_path} ({type(exc).__name__}); "
+            "download it where there is internet and pass the file path") from None
+    return target

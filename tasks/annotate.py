@@ -1,0 +1,174 @@
+"""The annotate stage as plain functions: prompts from the catalog, detection, class-agnostic NMS, one SAM
+embedding per image with all boxes, the paper's post-filters, RLE instances and an image-level status."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+from pydantic import BaseModel, Field
+
+from models.detectors import DetectorSpec
+from models.segmenters import SegmenterSpec
+from schemas.detections import Detections
+from schemas.tables import ANNOTATIONS, DUPLICATES, IMAGES, SPLITS, AnnotationRecord, InstanceRecord
+from sufra.catalog import Country
+from sufra.store import DataRoot, utcnow
+from tasks.masks import PostFilterSettings, mask_to_rle, post_filter, rle_area, rle_bbox
+
+
+class AnnotateSettings(BaseModel):
+    preset: str = "fast"
+    detector: DetectorSpec | None = None  # overrides the preset's detector
+    segmenter: SegmenterSpec | None = None  # overrides the preset's segmenter
+    generic_phrases: list[str] = Field(default_factory=lambda: ["food", "dish"])
+    nms_iou: float = 0.5  # class-agnostic NMS over boxes (torchvision.ops.nms)
+    max_instances: int = 20  # per image, best boxes first
+    postfilter: PostFilterSettings = Field(default_factory=PostFilterSettings)
+    review_min_score: float = 0.35  # an instance under this box score sends the image to review
+    review_max_instances: int = 6  # more instances than this sends the image to review
+    batch_size: int = 4  # images per detector forward
+    shard_size: int = 64  # images per task
+    device: str = "auto"
+    splits: list[str] = Field(default_factory=lambda: ["train", "val", "test"])
+
+    def resolved(self) -> tuple[DetectorSpec, SegmenterSpec]:
+        from models.presets import preset
+
+        chosen = preset(self.preset)
+        return self.detector or chosen.detector, self.segmenter or chosen.segmenter
+
+
+@dataclass
+class AnnotateItem:
+    image_id: str
+    dish: str
+    split: str
+    path: str
+    cross_class: bool = False
+
+
+def config_hash(settings: AnnotateSettings, versions: dict[str, str]) -> str:
+    """Cache key: model versions + every setting that changes the output (not batch/shard sizes or device)."""
+    relevant = settings.model_dump(exclude={"batch_size", "shard_size", "device", "splits"})
+    blob = json.dumps({"settings": relevant, "versions": versions}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prompts_for(catalog: Country, dish: str, generic: list[str]) -> list[str]:
+    phrases = list(catalog.dish(dish).prompts)
+    return phrases + [g for g in generic if g not in phrases]
+
+
+def items_to_annotate(root: DataRoot, country: str, settings: AnnotateSettings, cfg_hash: str) -> list[AnnotateItem]:
+    """Curated (kept, in a wanted split) images without an annotation under the same config hash."""
+    splits = root.read_table(SPLITS, country).to_pylist()
+    dups = root.read_table(DUPLICATES, country).to_pylist()
+    dropped = {r["image_id"] for r in dups if r["dropped"]}
+    cross = {r["image_id"] for r in dups if r["kind"] == "cross_class"}
+    done_table = root.read_table(ANNOTATIONS, country, columns=["image_id", "config_hash"])
+    done = set(done_table.filter(pc.equal(done_table["config_hash"], cfg_hash))["image_id"].to_pylist())
+    images = root.read_table(IMAGES, country, columns=["image_id", "format"]).to_pylist()
+    fmt = {r["image_id"]: r["format"] for r in images}
+    out = []
+    for row in sorted(splits, key=lambda r: r["image_id"]):
+        image_id = row["image_id"]
+        if row["split"] in settings.splits and image_id not in dropped and image_id not in done and image_id in fmt:
+            out.append(AnnotateItem(image_id, row["dish"], row["split"], root.image_path(image_id, fmt[image_id]),
+                                    image_id in cross))
+    return out
+
+
+def nms(det: Detections, iou: float, max_instances: int) -> Detections:
+    import torch
+    from torchvision.ops import nms as tv_nms
+
+    if len(det) == 0:
+        return det
+    keep = tv_nms(torch.from_numpy(det.boxes), torch.from_numpy(det.scores), iou).numpy()
+    return det.select(keep[:max_instances])
+
+
+def image_status(det: Detections, item: AnnotateItem, settings: AnnotateSettings) -> tuple[str, str | None]:
+    if len(det) == 0:
+        return "rejected", "no instance found"
+    reasons = []
+    if item.cross_class:
+        reasons.append("near-duplicate of an image of another dish")
+    if float(det.scores.min()) < settings.review_min_score:
+        reasons.append(f"box score {float(det.scores.min()):.2f} < {settings.review_min_score}")
+    if len(det) > settings.review_max_instances:
+        reasons.append(f"{len(det)} instances > {settings.review_max_instances}")
+    return ("needs_review", "; ".join(reasons)) if reasons else ("auto_accepted", None)
+
+
+def instance_id(image_id: str, cfg_hash: str, n: int) -> str:
+    return hashlib.sha256(f"{image_id}:{cfg_hash}:{n}".encode()).hexdigest()[:24]
+
+
+def to_records(item: AnnotateItem, country: str, det: Detections, width: int, height: int, cfg_hash: str,
+               versions: dict[str, str], settings: AnnotateSettings) -> tuple[list[InstanceRecord], AnnotationRecord]:
+    now = utcnow()
+    instances = []
+    for n in range(len(det)):
+        rle = mask_to_rle(det.masks[n])
+        area = rle_area(rle)
+        if area == 0:
+            continue
+        instances.append(InstanceRecord(
+            instance_id=instance_id(item.image_id, cfg_hash, n), image_id=item.image_id, country=country,
+            label=item.dish, phrase=det.phrases[n], bbox=rle_bbox(rle), box_score=float(det.scores[n]),
+            mask=rle, mask_score=float(det.mask_scores[n]) if det.mask_scores is not None else None, area=area,
+            source="auto", model_versions=versions, created_at=now))
+    kept = det.select(list(range(len(instances)))) if len(instances) < len(det) else det
+    status, reason = image_status(kept if instances else Detections.empty(), item, settings)
+    annotation = AnnotationRecord(image_id=item.image_id, country=country, dish=item.dish, split=item.split, status=status,
+                                  reason=reason, n_instances=len(instances), width=width, height=height,
+                                  config_hash=cfg_hash, model_versions=versions, annotated_at=now)
+    return instances, annotation
+
+
+def annotate_items(root: DataRoot, country: str, items: list[AnnotateItem], catalog: Country, detector, segmenter,
+                   settings: AnnotateSettings, cfg_hash: str) -> Iterator[tuple[list[InstanceRecord], AnnotationRecord]]:
+    """Stream images batch by batch (memory does not grow with the number of images)."""
+    from tasks.validate import load_rgb
+
+    versions = {"detector": detector.version, "segmenter": segmenter.version}
+    for start in range(0, len(items), settings.batch_size):
+        batch = items[start : start + settings.batch_size]
+        images = [load_rgb(root.read_bytes(item.path)) for item in batch]
+        prompts = [prompts_for(catalog, item.dish, settings.generic_phrases) for item in batch]
+        detections = detector.detect(images, prompts)
+        for item, image, det in zip(batch, images, detections, strict=True):
+            det = nms(det, settings.nms_iou, settings.max_instances)
+            if settings.postfilter.drop_full_image_boxes:
+                from tasks.masks import drop_full_image_boxes
+
+                det = drop_full_image_boxes(det, image.width, image.height, settings.postfilter.full_image_box_ratio)
+            array = np.asarray(image)
+            masks, scores = segmenter.segment(array, det.boxes)
+            det.masks, det.mask_scores = masks, scores
+            det = post_filter(det, image.width, image.height, settings.postfilter)
+            yield to_records(item, country, det, image.width, image.height, cfg_hash, versions, settings)
+        del images
+
+
+_models: dict[str, tuple] = {}
+
+
+def load_models(settings: AnnotateSettings):
+    """Detector and segmenter for the settings, built once per process."""
+    from models.build import pick_device
+    from models.detectors import build_detector
+    from models.segmenters import build_segmenter
+
+    detector_spec, segmenter_spec = settings.resolved()
+    key = json.dumps([detector_spec.model_dump(), segmenter_spec.model_dump(), settings.device], sort_keys=True)
+    if key not in _models:
+        device = pick_device(settings.device)
+        _models[key] = (build_detector(detector_spec, device), build_segmenter(segmenter_spec, device))
+    return _models[key]

@@ -1,0 +1,238 @@
+"""Annotate: tiny random models saved and loaded through the public loaders; pure post-filters; RLE."""
+
+import numpy as np
+import pytest
+
+from models.detectors import build_detector, caption, match_phrase
+from models.segmenters import build_segmenter
+from models.tiny import save_tiny_grounding_dino, save_tiny_sam, save_tiny_sam2
+from schemas.detections import Detections
+from sufra.catalog import load_country
+from sufra.errors import ModelUnavailableError, SufraError
+from tasks.masks import (
+    PostFilterSettings,
+    drop_duplicates,
+    drop_full_image_boxes,
+    drop_tiny,
+    drop_unions,
+    mask_to_rle,
+    post_filter,
+    rle_area,
+    rle_bbox,
+    rle_to_mask,
+)
+from tests.imaging import scene
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    words = [p for c in ("egypt",) for d in load_country(c).dishes for p in d.prompts] + ["food", "dish"]
+    return {
+        "detector": save_tiny_grounding_dino(folder / "gdino", words),
+        "sam": save_tiny_sam(folder / "sam_tiny.pth"),
+        "sam2": save_tiny_sam2(folder / "sam2"),
+    }
+
+
+def box_mask(h, w, x0, y0, x1, y1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def dets(masks, scores=None):
+    masks = np.array(masks)
+    n = len(masks)
+    boxes = np.array([[0, 0, 10, 10]] * n, np.float32)
+    return Detections(boxes, scores if scores is not None else np.linspace(0.9, 0.5, n), [f"p{i}" for i in range(n)],
+                      masks=masks, mask_scores=np.full(n, 0.9, np.float32))
+
+
+# -- post-filters with hand-made masks ---------------------------------------------------------------------------
+def test_tiny_masks_are_dropped():
+    d = dets([box_mask(100, 100, 0, 0, 50, 50), box_mask(100, 100, 0, 0, 2, 2)])
+    assert drop_tiny(d, 100 * 100, 0.01).phrases == ["p0"]
+
+
+def test_duplicate_masks_keep_the_better_one():
+    a = box_mask(100, 100, 10, 10, 60, 60)
+    b = box_mask(100, 100, 11, 10, 60, 61)
+    c = box_mask(100, 100, 70, 70, 90, 90)
+    d = dets([a, b, c], scores=np.array([0.5, 0.9, 0.7], np.float32))
+    d.mask_scores = np.array([0.8, 0.95, 0.9], np.float32)
+    assert drop_duplicates(d, 0.85).phrases == ["p1", "p2"]
+
+
+def test_union_mask_is_dropped_parts_kept():
+    a = box_mask(100, 100, 0, 0, 40, 100)
+    b = box_mask(100, 100, 60, 0, 100, 100)
+    union = a | b
+    other = box_mask(100, 100, 45, 45, 55, 55)
+    d = dets([union, a, b, other])
+    assert drop_unions(d, 0.9, 0.8).phrases == ["p1", "p2", "p3"]
+    assert drop_unions(dets([a, b, other]), 0.9, 0.8).phrases == ["p0", "p1", "p2"]  # nothing to drop
+
+
+def test_full_image_boxes_dropped_when_asked():
+    d = Detections(np.array([[0, 0, 100, 100], [10, 10, 50, 50]], np.float32), np.array([0.9, 0.8]), ["a", "b"])
+    assert drop_full_image_boxes(d, 100, 100, 0.95).phrases == ["b"]
+    masks = np.stack([box_mask(100, 100, 0, 0, 100, 100), box_mask(100, 100, 10, 10, 50, 50)])
+    d.masks, d.mask_scores = masks, np.array([0.9, 0.9])
+    keep_all = PostFilterSettings(drop_full_image_boxes=False, min_area_ratio=0)
+    assert post_filter(d, 100, 100, keep_all).phrases == ["a", "b"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rle_round_trip(seed):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((57, 83), bool)
+    mask[rng.integers(0, 20) : rng.integers(30, 57), rng.integers(0, 40) : rng.integers(41, 83)] = True
+    mask ^= rng.random(mask.shape) < 0.05
+    rle = mask_to_rle(mask)
+    assert isinstance(rle["counts"], str) and rle["size"] == [57, 83]
+    assert np.array_equal(rle_to_mask(rle), mask)
+    assert rle_area(rle) == mask.sum()
+    ys, xs = np.nonzero(mask)
+    assert rle_bbox(rle) == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
+def test_detections_validate_shapes():
+    with pytest.raises(ValueError, match="phrases"):
+        Detections(np.zeros((2, 4)), np.zeros(2), ["a"])
+
+
+def test_caption_and_phrase_mapping():
+    assert caption(["Koshari", "bowl of rice."]) == "koshari . bowl of rice ."
+    assert match_phrase("bowl rice", ["koshari", "bowl of rice", "food"]) == "bowl of rice"
+
+
+# -- backends from tiny random configs -------------------------------------------------------------------------
+def test_tiny_grounding_dino_loads_and_detects(tiny_models):
+    detector = build_detector(tiny_models["detector"])
+    images = [scene(1), scene(2, (200, 300))]
+    out = detector.detect(images, [["koshari", "food"], ["mahshi", "dish"]])
+    assert len(out) == 2
+    for det, image, phrases in zip(out, images, [["koshari", "food"], ["mahshi", "dish"]], strict=True):
+        assert len(det) > 0 and det.boxes.shape[1] == 4
+        assert set(det.phrases) <= set(phrases)
+        assert det.boxes[:, [0, 2]].max() <= image.width + 1 and det.boxes[:, [1, 3]].max() <= image.height + 1
+
+
+@pytest.mark.parametrize("backend", ["sam", "sam2"])
+def test_tiny_segmenters_load_and_segment(tiny_models, backend):
+    segmenter = build_segmenter(tiny_models[backend])
+    image = np.asarray(scene(3))
+    boxes = np.array([[10, 10, 100, 100], [50, 60, 200, 220]], np.float32)
+    masks, scores = segmenter.segment(image, boxes)
+    assert masks.shape == (2, 240, 320) and masks.dtype == bool and scores.shape == (2,)
+    empty_masks, empty_scores = segmenter.segment(image, np.zeros((0, 4), np.float32))
+    assert empty_masks.shape == (0, 240, 320)
+
+
+def test_sam_checkpoint_from_url_is_cached(tiny_models, tmp_path, monkeypatch, engine_server):
+    monkeypatch.setenv("SUFRA_MODEL_CACHE", str(tmp_path / "cache"))
+    data = open(tiny_models["sam"].checkpoint, "rb").read()
+    engine_server.images["sam_tiny"] = (data, "application/octet-stream")
+    spec = tiny_models["sam"].model_copy(update={"checkpoint": engine_server.image_url("sam_tiny")})
+    build_segmenter(spec)
+    build_segmenter(spec)
+    assert engine_server.requests["/img/sam_tiny.jpg"] == 1  # fetched once, then from the cache
+    assert (tmp_path / "cache" / "checkpoints" / "sam_tiny.jpg").read_bytes() == data
+
+
+def test_missing_weights_fail_fast_with_one_line(monkeypatch, tmp_path):
+    import time
+
+    from models.detectors import DetectorSpec
+    from models.segmenters import SegmenterSpec
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailableError, match="not in the local Hugging Face cache") as info:
+        build_detector(DetectorSpec(model="sufra-test/does-not-exist"))
+    assert "\n" not in str(info.value) and time.monotonic() - start < 10
+    with pytest.raises(ModelUnavailableError, match="does not exist"):
+        build_segmenter(SegmenterSpec(backend="sam", model_type="vit_b", checkpoint=str(tmp_path / "nope.pth")))
+    with pytest.raises(SufraError, match="unknown SAM model_type"):
+        build_segmenter(SegmenterSpec(backend="sam", model_type="vit_x"))
+
+
+def annotate_settings(tiny_models, **overrides):
+    from tasks.annotate import AnnotateSettings
+
+    values = dict(detector=tiny_models["detector"], segmenter=tiny_models["sam"], batch_size=4, shard_size=8,
+                  postfilter=PostFilterSettings(min_area_ratio=0.0005))
+    values.update(overrides)
+    return AnnotateSettings(**values)
+
+
+def curated_root(tmp_path, n):
+    from sufra.store import DataRoot
+    from tests.imaging import jpeg, store
+    from tests.test_curate import SINGLE, run_curate
+
+    root = DataRoot(tmp_path / "data")
+    store(root, "egypt", [(["koshari", "mahshi"][i % 2], jpeg(scene(1000 + i))) for i in range(n)])
+    run_curate(root, settings=SINGLE)
+    return root
+
+
+@pytest.mark.slow
+def test_annotate_flow_end_to_end(tiny_models, tmp_path, prefect_harness):
+    from flows.annotate import annotate
+    from schemas import ANNOTATIONS, INSTANCES
+
+    root = curated_root(tmp_path, 20)
+    settings = annotate_settings(tiny_models)
+    counts = annotate(country="egypt", data_root=str(root.root), settings=settings)
+    annotations = root.read_records(ANNOTATIONS, "egypt")
+    instances = root.read_records(INSTANCES, "egypt")
+    assert len(annotations) == 20 and counts["images"] == 20
+    assert {a.status for a in annotations} <= {"auto_accepted", "needs_review", "rejected"}
+    assert sum(a.n_instances for a in annotations) == len(instances) > 0
+    for inst in instances:
+        mask = rle_to_mask(inst.mask.model_dump())
+        assert mask.sum() == inst.area > 0
+        assert inst.bbox == rle_bbox(inst.mask.model_dump())
+        assert inst.label in ("koshari", "mahshi") and inst.source == "auto"
+        assert inst.model_versions["segmenter"].startswith("sam:tiny")
+    again = annotate(country="egypt", data_root=str(root.root), settings=settings)
+    assert again["images"] == 0  # cached: same models and settings
+    changed = annotate(country="egypt", data_root=str(root.root), settings=annotate_settings(tiny_models, nms_iou=0.3))
+    assert changed["images"] == 20  # a setting that changes the output invalidates the cache
+
+
+MEMORY_SCRIPT = """
+import json, resource, sys
+from sufra.store import DataRoot
+from sufra.catalog import load_country
+from tasks.annotate import AnnotateSettings, annotate_items, config_hash, items_to_annotate, load_models
+settings = AnnotateSettings.model_validate_json(open(sys.argv[2]).read())
+root = DataRoot(sys.argv[1])
+items = items_to_annotate(root, "egypt", settings, "x")[: int(sys.argv[3])]
+detector, segmenter = load_models(settings)
+n = 0
+for inst, ann in annotate_items(root, "egypt", items, load_country("egypt"), detector, segmenter, settings, "x"):
+    n += 1
+print(json.dumps({"n": n, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_images(tiny_models, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = curated_root(tmp_path, 400)
+    settings_file = tmp_path / "settings.json"
+    settings_file.write_text(annotate_settings(tiny_models, batch_size=8).model_dump_json())
+    peaks = {}
+    for n in (40, 400):
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(root.root), str(settings_file), str(n)],
+                             capture_output=True, text=True, check=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["n"] == n
+        peaks[n] = result["peak_kb"]
+    assert peaks[400] <= peaks[40] * 1.10, peaks
