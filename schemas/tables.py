@@ -131,6 +131,7 @@ class InstanceRecord(Record):
     area: float
     source: Literal["auto", "review"] = "auto"
     model_versions: dict[str, str] = Field(default_factory=dict)
+    config_hash: str | None = None  # the annotate configuration that produced it (auto instances)
     created_at: dt.datetime
     deleted: bool = False  # a review that removes an automatic instance writes a tombstone
 

@@ -193,7 +193,6 @@ def annotate(
     data_root: DataRootOpt = None,
 ) -> None:
     """Boxes (Grounding DINO) and masks (SAM) for curated images, with the paper's mask post-filters."""
-    from models.detectors import DetectorSpec
     from models.presets import preset as get_preset
     from models.segmenters import SegmenterSpec
     from sufra.catalog import load_country

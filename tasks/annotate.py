@@ -123,7 +123,7 @@ def to_records(item: AnnotateItem, country: str, det: Detections, width: int, he
             instance_id=instance_id(item.image_id, cfg_hash, n), image_id=item.image_id, country=country,
             label=item.dish, phrase=det.phrases[n], bbox=rle_bbox(rle), box_score=float(det.scores[n]),
             mask=rle, mask_score=float(det.mask_scores[n]) if det.mask_scores is not None else None, area=area,
-            source="auto", model_versions=versions, created_at=now))
+            source="auto", model_versions=versions, config_hash=cfg_hash, created_at=now))
     kept = det.select(list(range(len(instances)))) if len(instances) < len(det) else det
     status, reason = image_status(kept if instances else Detections.empty(), item, settings)
     annotation = AnnotationRecord(image_id=item.image_id, country=country, dish=item.dish, split=item.split, status=status,

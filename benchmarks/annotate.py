@@ -1,0 +1,180 @@
+"""Annotate throughput per preset with the real architectures (random weights: speed only), side by side with the
+loop autodistill's GroundedSAM uses (per image: detector, one SAM ``set_image``, one ``predict`` per box), same
+models, same images, same device.
+
+    .venv/bin/python benchmarks/annotate.py [--quick]
+
+Both paths get the same boxes (threshold 0, class-agnostic NMS, best 5), so only the pipeline differs.
+``--quick``: 2 images, presets ``balanced`` (GDINO-T + SAM ViT-B) and ``fast`` (GDINO-T + SAM 2 default config);
+the full run adds ``quality`` (GDINO-B + SAM ViT-H) and uses 4 images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import emit, sample_photos  # noqa: E402
+
+BOXES_PER_IMAGE = 5
+
+
+class Clock:
+    """Accumulates seconds spent inside wrapped callables (the model forwards)."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+
+    def wrap(self, obj, attr: str, key: str) -> None:
+        inner = getattr(obj, attr)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[key] += time.perf_counter() - start
+
+        setattr(obj, attr, timed)
+
+
+def build_detector(size: str, words: list[str]):
+    """Grounding DINO tiny/base architecture, random weights, word-level local tokenizer (no download)."""
+    import torch
+    from transformers import (
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    from models.detectors import DetectorSpec, TransformersDetector
+    from models.tiny import BASE_VOCAB
+
+    folder = Path(tempfile.mkdtemp())
+    vocab = BASE_VOCAB + sorted({w for p in words for w in p.lower().split()})
+    (folder / "vocab.txt").write_text("\n".join(vocab))
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 512, "longest_edge": 683}),
+                                       tokenizer=BertTokenizerFast(vocab_file=str(folder / "vocab.txt")))
+    config = GroundingDinoConfig()  # the grounding-dino-tiny architecture
+    if size == "base":
+        config.backbone_config = SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
+                                            window_size=12, out_features=["stage2", "stage3", "stage4"])
+    torch.manual_seed(0)
+    model = GroundingDinoForObjectDetection(config).eval()
+    return TransformersDetector(DetectorSpec(model=f"random-gdino-{size}", box_threshold=0.0, text_threshold=0.0),
+                                model=model, processor=processor)
+
+
+def build_segmenter(kind: str):
+    import torch
+
+    from models.build import SAM_ARCHS, build_sam
+    from models.segmenters import Sam2Segmenter, SamSegmenter, SegmenterSpec
+
+    torch.manual_seed(0)
+    if kind.startswith("vit"):
+        return SamSegmenter(SegmenterSpec(backend="sam", model_type=kind), model=build_sam(SAM_ARCHS[kind]))
+    from transformers import Sam2Config, Sam2ImageProcessorFast, Sam2Model, Sam2Processor
+
+    return Sam2Segmenter(SegmenterSpec(backend="sam2", model="random-sam2"), model=Sam2Model(Sam2Config()).eval(),
+                         processor=Sam2Processor(image_processor=Sam2ImageProcessorFast()))
+
+
+def run_ours(images, detector, segmenter, prompts) -> tuple[float, float]:
+    """Our domain pipeline (detect in batches, NMS, one embedding + all boxes, post-filters, RLE)."""
+    from tasks.annotate import AnnotateItem, AnnotateSettings, to_records
+    from tasks.annotate import nms as nms_fn
+    from tasks.masks import PostFilterSettings, post_filter
+
+    clock = Clock()
+    clock.wrap(detector.model, "forward", "model")
+    if hasattr(segmenter, "predictor"):
+        clock.wrap(segmenter.predictor, "set_image", "model")
+        clock.wrap(segmenter.predictor, "predict_torch", "model")
+    else:
+        clock.wrap(segmenter.model, "forward", "model")
+    settings = AnnotateSettings(max_instances=BOXES_PER_IMAGE, batch_size=2,
+                                postfilter=PostFilterSettings(drop_full_image_boxes=False, min_area_ratio=0))
+    start = time.perf_counter()
+    for i in range(0, len(images), settings.batch_size):
+        batch = images[i : i + settings.batch_size]
+        for image, det in zip(batch, detector.detect(batch, [prompts] * len(batch)), strict=True):
+            det = nms_fn(det, settings.nms_iou, BOXES_PER_IMAGE)
+            det.masks, det.mask_scores = segmenter.segment(np.asarray(image), det.boxes)
+            det = post_filter(det, image.width, image.height, settings.postfilter)
+            to_records(AnnotateItem("x", "koshari", "train", ""), "bench", det, image.width, image.height, "h",
+                       {}, settings)
+    return time.perf_counter() - start, clock.seconds["model"]
+
+
+def run_loop(images, detector, segmenter, prompts) -> float:
+    """autodistill GroundedSAM's loop: per image the detector, one set_image, one predict per box."""
+    from tasks.annotate import nms as nms_fn
+
+    start = time.perf_counter()
+    for image in images:
+        det = nms_fn(detector.detect([image], [prompts])[0], 0.5, BOXES_PER_IMAGE)
+        predictor = segmenter.predictor
+        predictor.set_image(np.asarray(image))
+        for box in det.boxes:
+            predictor.predict(box=box, multimask_output=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(2)
+    n = 2 if args.quick else 4
+    images = []
+    for path in sample_photos(n):
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((512, 512))
+        images.append(image)
+    prompts = ["koshari", "bowl of rice lentils and pasta", "food", "dish"]
+    results = {}
+    presets = {"balanced": ("tiny", "vit_b"), "fast": ("tiny", "sam2")}
+    if not args.quick:
+        presets["quality"] = ("base", "vit_h")
+    detectors = {}
+    loop_rate = None
+    for name, (det_size, seg_kind) in presets.items():
+        detector = detectors.get(det_size) or build_detector(det_size, prompts)
+        detectors[det_size] = detector
+        segmenter = build_segmenter(seg_kind)
+        run_ours(images[:1], detector, segmenter, prompts)  # warm-up (allocations, lazy imports)
+        total, model_s = run_ours(images, detector, segmenter, prompts)
+        results[name] = {"images_per_s": n / total, "overhead_share": max(0.0, 1 - model_s / total)}
+        if name == "balanced":
+            loop_rate = n / run_loop(images, detector, segmenter, prompts)
+        del segmenter
+    reference = "quality" if "quality" in results else "balanced"
+    speedup = results["fast"]["images_per_s"] / results[reference]["images_per_s"]
+    ours = results["balanced"]["images_per_s"]
+    print(f"{n} images of 512 px, {BOXES_PER_IMAGE} boxes each, CPU threads {torch.get_num_threads()}")
+    for name, r in results.items():
+        print(f"  {name:9s} {r['images_per_s']:.4f} images/s  ({1 / r['images_per_s']:.1f} s/image)  outside model forwards {r['overhead_share']:.1%}")
+    print(f"  autodistill-style loop (balanced models) {loop_rate:.4f} images/s")
+    emit({"ours": round(ours, 4), "baseline": round(loop_rate, 4), "unit": "images/s", "ratio": round(ours / loop_rate, 3),
+          "baseline_name": "autodistill GroundedSAM loop (GDINO-T + SAM ViT-B, predict per box)",
+          "fast_tier_speedup": round(speedup, 2), "fast_tier_reference": reference,
+          "overhead_share": round(max(r["overhead_share"] for r in results.values()), 4), "presets": results})
+
+
+if __name__ == "__main__":
+    main()
