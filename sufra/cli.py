@@ -224,6 +224,102 @@ def annotate(
 
 
 @app.command()
+def export(
+    country: Annotated[str, typer.Option("--country", "-c", envvar="SUFRA_COUNTRY", help="Country slug, or 'all' for every country with data.")],
+    version: Annotated[str, typer.Option(help="Dataset version name, e.g. v1 or 2026-11-23.")],
+    images: Annotated[str, typer.Option(help="link, copy or none: how the export's images/ folder is filled.")] = "link",
+    segmentation: Annotated[str, typer.Option(help="rle or polygon (polygon needs opencv).")] = "rle",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing export of this version (atomically).")] = False,
+    data_root: DataRootOpt = None,
+) -> None:
+    """Write exports/<country>/<version>/: Parquet, COCO per split, label maps, card and HTML report."""
+    from pydantic import ValidationError
+
+    from sufra.catalog import load_country
+    from tasks.export import ExportSettings
+
+    settings = _settings(data_root)
+    if country != "all":
+        load_country(country)
+    try:
+        export_settings = ExportSettings(images=images, segmentation=segmentation, overwrite=overwrite)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SufraError(f"--{first['loc'][-1]}: {first['msg']}") from None
+    _quiet_prefect()
+    from flows.export import export as export_flow
+
+    typer.echo(json.dumps(export_flow(country=country, version=version, data_root=settings.data_root, settings=export_settings)))
+
+
+@app.command()
+def build(
+    country: CountryOpt,
+    dish: DishesOpt = None,
+    review: Annotated[bool, typer.Option(help="Send images to Label Studio and pull reviews (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).")] = False,
+    version: Annotated[str | None, typer.Option(help="Export version [default: today's date].")] = None,
+    preset: Annotated[str, typer.Option(help="Annotation preset: quality, balanced or fast.")] = "fast",
+    max_per_query: Annotated[int, typer.Option(min=1)] = 100,
+    engine: Annotated[list[str] | None, typer.Option("--engine", "-e", help="Search engines (repeatable).")] = None,
+    data_root: DataRootOpt = None,
+) -> None:
+    """The whole pipeline for a country: collect -> curate -> annotate -> (review) -> export."""
+    from flows.build import BuildSettings
+    from sufra.catalog import load_country
+    from tasks.annotate import AnnotateSettings, load_models
+    from tasks.crawl import CollectSettings, plan_queries
+
+    settings = _settings(data_root)
+    catalog = load_country(country)
+    build_settings = BuildSettings(collect=CollectSettings(engines=engine or ["bing"], max_per_query=max_per_query),
+                                   annotate=AnnotateSettings(preset=preset))
+    plan_queries(catalog, dish, build_settings.collect)
+    load_models(build_settings.annotate)  # fail fast (one line) when weights are neither cached nor downloadable
+    if review:
+        from tasks.review import LabelStudioSettings
+
+        LabelStudioSettings.from_env()
+    _quiet_prefect()
+    from flows.build import build as build_flow
+
+    typer.echo(json.dumps(build_flow(country=country, dishes=dish, review=review, version=version,
+                                     data_root=settings.data_root, settings=build_settings), default=str))
+
+
+@app.command()
+def deployments(
+    write: Annotated[bool, typer.Option("--write", help="Write prefect.yaml in the current folder.")] = False,
+    pool: Annotated[str, typer.Option(help="Process work pool name.")] = "sufra-process",
+) -> None:
+    """Print (or write) prefect.yaml: weekly collect and monthly build per country, and the offline demo."""
+    from sufra.deployments import deployments_yaml
+
+    text = deployments_yaml(pool)
+    if write:
+        Path("prefect.yaml").write_text(text, encoding="utf-8")
+        typer.echo("wrote prefect.yaml")
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def demo(
+    data_root: Annotated[str, typer.Option("--data-root", help="Where the demo writes its data root.")] = "./demo-data",
+    per_dish: Annotated[int, typer.Option(min=3, max=500, help="Generated images per dish.")] = 12,
+    train: Annotated[bool, typer.Option(help="Also extract features, train the fusion head and evaluate.")] = True,
+) -> None:
+    """Run the whole DAG offline (local fake search engine, tiny random models). Its labels are meaningless."""
+    _quiet_prefect()
+    from flows.demo import MEANINGLESS
+    from flows.demo import demo as demo_flow
+
+    typer.echo(MEANINGLESS, err=True)
+    counts = demo_flow(data_root=data_root, per_dish=per_dish, train=train)
+    typer.echo(json.dumps(counts, default=str))
+    typer.echo(f"export: {counts['export']['path']} (open report.html there). {MEANINGLESS}", err=True)
+
+
+@app.command()
 def version() -> None:
     """Print the versions of sufra and the libraries it runs on."""
     from sufra.store import package_versions
