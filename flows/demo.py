@@ -60,7 +60,7 @@ def serve_demo_images(server: EngineServer, dishes: list[str], per_dish: int) ->
 
 
 @flow(name="demo", log_prints=True)
-def demo(data_root: str = "./demo-data", per_dish: int = 12, train: bool = False) -> dict:
+def demo(data_root: str = "./demo-data", per_dish: int = 12, train: bool = True) -> dict:
     """Run the demo build into ``data_root`` and return its counts."""
     logger = get_run_logger()
     logger.warning(MEANINGLESS)

@@ -88,3 +88,18 @@ def save_tiny_sam2(folder: Path, seed: int = 0) -> SegmenterSpec:
     Sam2Model(config).eval().save_pretrained(folder)
     Sam2Processor(image_processor=Sam2ImageProcessorFast()).save_pretrained(folder)
     return SegmenterSpec(backend="sam2", model=str(folder))
+
+
+def save_tiny_depth(folder: Path, seed: int = 0) -> str:
+    """A DPT depth model (32 wide, 64 px input) loadable by AutoModelForDepthEstimation; returns the folder."""
+    import torch
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=64,
+                       patch_size=16, neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=32,
+                       backbone_out_indices=[0, 1, 2, 3])
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    DPTForDepthEstimation(config).eval().save_pretrained(folder)
+    DPTImageProcessor(size={"height": 64, "width": 64}, keep_aspect_ratio=False).save_pretrained(folder)
+    return str(folder)

@@ -1,0 +1,40 @@
+"""features: cache per-instance tensors (ROIAlign on EfficientNet, mask/depth ROIs, depth stats) of an export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows._common import run_manifest
+from sufra.store import DataRoot
+from tasks.features import FeatureSettings, extract_features
+
+
+@task(name="extract-features", cache_policy=NO_CACHE, tags=["gpu"])
+def extract_task(data_root: str, export_path: str, settings: FeatureSettings, show_progress: bool) -> dict:
+    root = DataRoot(data_root)
+    out_root = Path(root.local_path(root.path("features")) or root.path("features"))
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="features", unit="img")
+    try:
+        return extract_features(root, export_path, out_root, settings, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+
+
+@flow(name="features", log_prints=True)
+def features(export_path: str, data_root: str = "./data", settings: FeatureSettings | None = None,
+             show_progress: bool = False) -> dict:
+    """Returns counts and the cache folder ``features/<model_key>/``."""
+    settings = settings or FeatureSettings()
+    root = DataRoot(data_root)
+    with run_manifest(root, "features", {"export": export_path, "settings": settings.model_dump()}) as manifest:
+        manifest.counts = extract_task(data_root, export_path, settings, show_progress)
+        get_run_logger().info("features: %s", manifest.counts)
+    return manifest.counts

@@ -1,0 +1,62 @@
+"""train: the fusion head from a feature cache (best checkpoint, metrics per epoch) -> checkpoints/<run_id>/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from flows._common import run_manifest, table_artifact
+from sufra.store import DataRoot
+from tasks.features import load_cache
+from tasks.train import TrainSettings, train_head
+
+
+@flow(name="train", log_prints=True)
+def train(cache_folder: str, data_root: str = "./data", settings: TrainSettings | None = None,
+          show_progress: bool = False) -> dict:
+    settings = settings or TrainSettings()
+    root = DataRoot(data_root)
+    with run_manifest(root, "train", {"cache": cache_folder, "settings": settings.model_dump()}) as manifest:
+        tensors, index = load_cache(Path(cache_folder))
+        out_dir = Path(root.local_path(root.path("checkpoints", manifest.run_id)) or root.path("checkpoints", manifest.run_id))
+        bar = None
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=settings.epochs, desc="train", unit="epoch")
+
+        def on_epoch(record: dict) -> None:
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_top1=f"{record['val_top1']:.3f}")
+
+        try:
+            result = train_head(tensors, index, settings, out_dir, on_epoch)
+        finally:
+            if bar:
+                bar.close()
+        manifest.counts = {**result, "instances": len(index)}
+        history = __import__("json").loads((out_dir / "metrics.json").read_text())["history"]
+        table_artifact("train-metrics", history, f"fusion head training, checkpoint {result['checkpoint']}")
+        get_run_logger().info("train: best val top-1 %.3f after %d epochs", result["best_val_top1"], result["epochs_run"])
+    return manifest.counts
+
+
+def demo_train_and_evaluate(data_root: str, country: str, version: str) -> dict:
+    """The demo's tail: random EfficientNet-B0 + tiny DPT features, a short training, evaluation on egypt5."""
+    from flows.evaluate import evaluate
+    from flows.features import features
+    from models.extractors import ExtractorSpec
+    from models.tiny import save_tiny_depth
+    from tasks.features import FeatureSettings
+
+    root = DataRoot(data_root)
+    depth = save_tiny_depth(Path(root.root) / "models" / "dpt-tiny-random")
+    settings = FeatureSettings(extractor=ExtractorSpec(backbone="efficientnet_b0", backbone_weights=None,
+                                                       depth_model=depth, input_size=256))
+    cache = features(export_path=root.path("exports", country, version), data_root=data_root, settings=settings)
+    trained = train(cache_folder=cache["folder"], data_root=data_root, settings=TrainSettings(epochs=5, batch_size=32))
+    metrics = evaluate(checkpoint=trained["checkpoint"], cache_folder=cache["folder"], benchmark_set="egypt5",
+                       data_root=data_root)
+    return {"features": cache, "train": trained, "evaluate": {k: metrics[k] for k in ("top1", "top5", "macro_f1", "n")}}
