@@ -46,14 +46,14 @@ class ClipModel:
         return cls(model.eval(), open_clip.get_tokenizer(spec.model), preprocess, f"{spec.model}:{spec.pretrained}")
 
     def encode_images(self, images: list) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: the embeddings train the probe
             x = torch.stack([self.preprocess(im) for im in images])
             return torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1)
 
     def class_embeddings(self, class_names: list[str], templates: tuple[str, ...] = TEMPLATES) -> torch.Tensor:
         """K x D: per class the normalised mean of its normalised template embeddings (prompt ensembling)."""
         out = []
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: the embeddings train the probe
             for name in class_names:
                 tokens = self.tokenizer([t.format(name) for t in templates])
                 emb = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1)
