@@ -32,7 +32,9 @@ def train(cache_folder: str, data_root: str = "./data", settings: TrainSettings 
                 bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_top1=f"{record['val_top1']:.3f}")
 
         try:
-            result = train_head(tensors, index, settings, out_dir, on_epoch)
+            config_file = Path(cache_folder) / "config.json"
+            features_config = __import__("json").loads(config_file.read_text()) if config_file.exists() else None
+            result = train_head(tensors, index, settings, out_dir, on_epoch, features_config)
         finally:
             if bar:
                 bar.close()

@@ -320,6 +320,116 @@ def demo(
 
 
 @app.command()
+def features(
+    export: Annotated[str, typer.Option(help="Export folder (exports/<country>/<version>).")],
+    backbone: Annotated[str, typer.Option(help="efficientnet_b0 .. efficientnet_b7.")] = "efficientnet_b0",
+    backbone_weights: Annotated[str, typer.Option(help="DEFAULT (ImageNet), a .pth path, or none (random).")] = "DEFAULT",
+    depth_model: Annotated[str, typer.Option(help="Depth model hub id or folder (ZoeDepth, DPT), or none.")] = "Intel/zoedepth-nyu-kitti",
+    data_root: DataRootOpt = None,
+) -> None:
+    """Cache per-instance tensors (ROIAlign features, mask and depth ROIs, depth stats) of an export."""
+    from models.extractors import ExtractorSpec
+    from tasks.features import FeatureSettings, _load_extractors
+
+    settings = _settings(data_root)
+    if not Path(export, "instances.parquet").exists():
+        raise SufraError(f"'{export}' is not an export folder (no instances.parquet); run `sufra export` first")
+    feature_settings = FeatureSettings(extractor=ExtractorSpec(
+        backbone=backbone, backbone_weights=None if backbone_weights == "none" else backbone_weights,
+        depth_model=None if depth_model == "none" else depth_model))
+    _load_extractors(feature_settings)  # fail fast on missing weights
+    _quiet_prefect()
+    from flows.features import features as features_flow
+
+    typer.echo(json.dumps(features_flow(export_path=export, data_root=settings.data_root, settings=feature_settings,
+                                        show_progress=True)))
+
+
+@app.command()
+def train(
+    cache: Annotated[str, typer.Option(help="Feature cache folder (features/<model_key>).")],
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    lr: Annotated[float, typer.Option(min=0)] = 1e-3,
+    schedule: Annotated[str, typer.Option(help="cosine or step.")] = "cosine",
+    seed: int = 0,
+    no_depth: Annotated[bool, typer.Option("--no-depth", help="Ablation: no depth ROI and no depth stats.")] = False,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Ablation: masks replaced by ones.")] = False,
+    no_film: Annotated[bool, typer.Option("--no-film", help="Ablation: plain concat instead of FiLM.")] = False,
+    no_stats: Annotated[bool, typer.Option("--no-stats", help="Ablation: no depth statistics.")] = False,
+    benchmark_set: Annotated[str | None, typer.Option("--set", help="Train on a benchmark set's classes only (egypt5, food101_25).")] = None,
+    data_root: DataRootOpt = None,
+) -> None:
+    """Train the instance-aware fusion head from a feature cache; best checkpoint by validation top-1."""
+    from pydantic import ValidationError
+
+    from tasks.train import TrainSettings
+
+    settings = _settings(data_root)
+    if not Path(cache, "index.jsonl").exists():
+        raise SufraError(f"'{cache}' is not a feature cache (no index.jsonl); run `sufra features` first")
+    classes = None
+    if benchmark_set:
+        from flows.evaluate import benchmark_classes
+
+        classes = benchmark_classes(benchmark_set)
+    try:
+        train_settings = TrainSettings(epochs=epochs, lr=lr, schedule=schedule, seed=seed, use_depth=not no_depth,
+                                       use_mask=not no_mask, use_film=not no_film, use_stats=not no_stats, classes=classes)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SufraError(f"--{first['loc'][-1]}: {first['msg']}") from None
+    _quiet_prefect()
+    from flows.train import train as train_flow
+
+    typer.echo(json.dumps(train_flow(cache_folder=cache, data_root=settings.data_root, settings=train_settings,
+                                     show_progress=True)))
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[str, typer.Option(help="best.pt of a training run.")],
+    cache: Annotated[str, typer.Option(help="Feature cache folder.")],
+    benchmark_set: Annotated[str | None, typer.Option("--set", help="egypt5, food101_25 (from the catalog).")] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    data_root: DataRootOpt = None,
+) -> None:
+    """Top-1, top-5, macro-F1, per-class precision/recall and a confusion matrix (PNG + CSV)."""
+    settings = _settings(data_root)
+    if benchmark_set:
+        from flows.evaluate import benchmark_classes
+
+        benchmark_classes(benchmark_set)
+    _quiet_prefect()
+    from flows.evaluate import evaluate as evaluate_flow
+
+    metrics = evaluate_flow(checkpoint=checkpoint, cache_folder=cache, benchmark_set=benchmark_set, split=split,
+                            data_root=settings.data_root)
+    typer.echo(json.dumps({k: metrics[k] for k in ("n", "top1", "top5", "macro_f1")}))
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    checkpoint: Annotated[str, typer.Option(help="best.pt of a training run.")],
+    proposer_weights: Annotated[str, typer.Option(help="Mask R-CNN weights: DEFAULT (COCO), a .pth path, or none.")] = "DEFAULT",
+    draw_dir: Annotated[Path | None, typer.Option("--draw", help="Write images with masks, boxes and dishes here.")] = None,
+) -> None:
+    """Instances (Mask R-CNN proposals, post-filtered) with their dish predictions, printed and optionally drawn."""
+    from tasks.predict import draw, predict_images
+
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise SufraError(f"image not found: {missing[0]}")
+    results = predict_images(images, checkpoint, None if proposer_weights == "none" else proposer_weights)
+    for result in results:
+        if draw_dir:
+            draw_dir.mkdir(parents=True, exist_ok=True)
+            draw(Path(result["image"]), result, draw_dir / (Path(result["image"]).stem + "-pred.png"))
+        result.pop("masks")
+        typer.echo(json.dumps(result, ensure_ascii=False))
+
+
+@app.command()
 def version() -> None:
     """Print the versions of sufra and the libraries it runs on."""
     from sufra.store import package_versions

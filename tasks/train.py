@@ -63,8 +63,11 @@ def build_head(channels: int, n_classes: int, settings: TrainSettings) -> Instan
 
 
 def train_head(tensors: dict[str, torch.Tensor], index: list[dict], settings: TrainSettings, out_dir: Path,
-               on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Returns {"best_val_top1", "epochs_run", "checkpoint", "classes"}; writes best.pt and metrics.json."""
+               on_epoch: Callable[[dict], None] | None = None, features_config: dict | None = None) -> dict:
+    """Returns {"best_val_top1", "epochs_run", "checkpoint", "classes"}; writes best.pt and metrics.json.
+
+    ``features_config`` (the cache's config.json) is stored in the checkpoint so prediction rebuilds the same
+    extractors."""
     from sufra.errors import SufraError
 
     torch.manual_seed(settings.seed)
@@ -106,7 +109,7 @@ def train_head(tensors: dict[str, torch.Tensor], index: list[dict], settings: Tr
         if val_top1 > best:
             best, stale = val_top1, 0
             torch.save({"state_dict": model.state_dict(), "config": model.config, "classes": classes,
-                        "settings": settings.model_dump()}, out_dir / "best.pt")
+                        "settings": settings.model_dump(), "features": features_config or {}}, out_dir / "best.pt")
         else:
             stale += 1
             if stale >= settings.patience:
@@ -117,7 +120,12 @@ def train_head(tensors: dict[str, torch.Tensor], index: list[dict], settings: Tr
 
 
 def load_head(path: str | Path) -> tuple[InstanceAwareFusionHead, list[str]]:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    from sufra.errors import SufraError
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise SufraError(f"checkpoint '{path}' does not exist") from None
     model = InstanceAwareFusionHead(**checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint["classes"]

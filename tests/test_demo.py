@@ -1,0 +1,42 @@
+"""`sufra demo` end to end through the CLI (offline: local engine server, tiny random models), then `sufra predict`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_then_predict(tmp_path):
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1")
+    data = tmp_path / "demo"
+    proc = subprocess.run([str(BIN / "sufra"), "demo", "--data-root", str(data), "--per-dish", "5"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "meaningless" in proc.stderr
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    export = data / "exports" / "egypt" / "demo"
+    assert counts["export"]["images"] > 0 and (export / "report.html").exists() and (export / "README.md").exists()
+    assert counts["collect"]["ok"] == counts["served_images"] == 35
+    assert counts["curate"]["dropped"] >= 5  # the planted near-duplicates (two resized copies per dish)
+    evaluation = counts["train"]["evaluate"]
+    assert 0 <= evaluation["top1"] <= 1 and evaluation["n"] > 0
+    checkpoint = counts["train"]["train"]["checkpoint"]
+    assert (Path(checkpoint).parent / "eval-egypt5-test" / "confusion.png").exists()
+    image = next((export / "images").iterdir())
+    pred = subprocess.run([str(BIN / "sufra"), "predict", str(image), "--checkpoint", checkpoint,
+                           "--proposer-weights", "none", "--draw", str(tmp_path / "drawn")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    result = json.loads(pred.stdout.strip().splitlines()[-1])
+    assert result["image"] == str(image) and isinstance(result["instances"], list)
+    assert (tmp_path / "drawn" / f"{image.stem}-pred.png").exists()
+    again = subprocess.run([str(BIN / "sufra"), "demo", "--data-root", str(data), "--per-dish", "5", "--no-train"],
+                           env=env, capture_output=True, text=True, timeout=900)
+    counts2 = json.loads(again.stdout.strip().splitlines()[-1])
+    assert counts2["collect"].get("ok", 0) == 0 and counts2["annotate"]["images"] == 0  # everything was done already
