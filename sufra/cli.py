@@ -20,8 +20,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+review_app = typer.Typer(help="Human review in Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).", no_args_is_help=True)
 catalog_app = typer.Typer(help="List and validate the data catalog (dishes, queries, prompts).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(review_app, name="review")
 
 DataRootOpt = Annotated[
     str | None,
@@ -427,6 +429,37 @@ def predict(
             draw(Path(result["image"]), result, draw_dir / (Path(result["image"]).stem + "-pred.png"))
         result.pop("masks")
         typer.echo(json.dumps(result, ensure_ascii=False))
+
+
+VersionOpt = Annotated[str, typer.Option(help="Dataset version (one Label Studio project per country and version).")]
+
+
+@review_app.command("push")
+def review_push(
+    country: CountryOpt,
+    version: VersionOpt,
+    which: Annotated[str, typer.Option(help="needs_review, all, or sample:N.")] = "needs_review",
+    data_root: DataRootOpt = None,
+) -> None:
+    """Send images with their boxes and masks as pre-annotations (a re-push adds only new images)."""
+    from sufra.catalog import load_country
+    from tasks.review import LabelStudioSettings, push
+
+    settings = _settings(data_root)
+    from sufra.store import DataRoot
+
+    typer.echo(json.dumps(push(DataRoot(settings.data_root), load_country(country), version, LabelStudioSettings.from_env(), which)))
+
+
+@review_app.command("pull")
+def review_pull(country: CountryOpt, version: VersionOpt, data_root: DataRootOpt = None) -> None:
+    """Bring finished reviews back (reviewer edits win over automatic annotations in the export)."""
+    from sufra.catalog import load_country
+    from sufra.store import DataRoot
+    from tasks.review import LabelStudioSettings, pull
+
+    settings = _settings(data_root)
+    typer.echo(json.dumps(pull(DataRoot(settings.data_root), load_country(country), version, LabelStudioSettings.from_env())))
 
 
 @app.command()

@@ -39,7 +39,7 @@ from schemas.tables import (
 from sufra.catalog import Country
 from sufra.errors import SufraError
 from sufra.store import DataRoot
-from tasks.masks import rle_to_mask
+from tasks.masks import rle_bbox, rle_to_mask
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -89,10 +89,11 @@ def categories_for(catalogs: list[Country]) -> list[Category]:
 
 
 def _current_instances(instances: list[InstanceRecord], annotation: dict | None, review: dict | None) -> list[InstanceRecord]:
-    """Reviewed instances win; else the automatic ones of the image's latest annotation configuration."""
-    reviewed = [i for i in instances if i.source == "review"]
-    if review is not None and review["decision"] in ("corrected", "accepted") and reviewed:
-        return [i for i in reviewed if not i.deleted]
+    """Reviewed instances win (a correction that removed every instance leaves none); an acceptance without
+    regions keeps the automatic ones of the image's latest annotation configuration."""
+    reviewed = [i for i in instances if i.source == "review" and not i.deleted]
+    if review is not None and (review["decision"] == "corrected" or (review["decision"] == "accepted" and reviewed)):
+        return reviewed
     if annotation is None:
         return []
     return [i for i in instances if i.source == "auto" and i.config_hash == annotation["config_hash"] and not i.deleted]
@@ -170,8 +171,9 @@ def coco_for_split(selection: Selection, split: str, image_ids: dict[str, int], 
             continue
         rle = inst.mask.model_dump()
         segmentation = rle if settings.segmentation == "rle" else rle_to_polygons(rle)
+        # bbox from the mask (a reviewer may move a box without redrawing its mask): COCO wants them consistent
         annotations.append({"id": n + 1, "image_id": image_ids[inst.image_id], "category_id": cat_id[(inst.country, inst.label)],
-                            "bbox": [round(v, 2) for v in inst.bbox], "area": float(inst.area),
+                            "bbox": [round(v, 2) for v in rle_bbox(rle)], "area": float(inst.area),
                             "segmentation": segmentation, "iscrowd": 0, "score": round(inst.box_score, 4)})
     return {
         "info": {**info, "split": split},
