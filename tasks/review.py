@@ -228,7 +228,7 @@ def annotation_to_rows(result: list[dict], image_id: str, country: str, default_
         elif region.get("type") == "brushlabels" and value.get("format") == "rle":
             masks[key[:-1] if key.endswith("m") else key] = region
     instances = []
-    for n, key in enumerate(sorted(set(boxes) | set(masks))):
+    for key in sorted(set(boxes) | set(masks)):
         box, brush = boxes.get(key), masks.get(key)
         if brush is not None:
             mask = brush_mask(brush["value"]["rle"], width, height)
