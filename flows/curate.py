@@ -48,8 +48,10 @@ def curate(country: str, data_root: str = "./data", settings: CurateSettings | N
         todo = images_to_hash(root, country)
         counts: Counter = Counter()
         shards = [todo[i : i + settings.shard_size] for i in range(0, len(todo), settings.shard_size)]
-        for shard in shards:  # shards run one after another: each already uses every core
-            counts.update({f"hash_{k}": v for k, v in hash_shard_task(data_root, shard, settings.dedup, manifest.run_id).items()})
+        # submitted: the default runner takes them in turn (each already uses every core); Dask spreads them out
+        futures = [hash_shard_task.submit(data_root, shard, settings.dedup, manifest.run_id) for shard in shards]
+        for future in futures:
+            counts.update({f"hash_{k}": v for k, v in future.result().items()})
         result = dedup_and_split_task(data_root, country, settings, manifest.run_id)
         counts.update(result.counts)
         report = report_task(data_root, country, dict(counts), result.groups, manifest.run_id)

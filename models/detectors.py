@@ -74,7 +74,9 @@ class TransformersDetector:
         self.processor = processor
         self.model = model.to(device).eval()
         self.kind = self.model.config.model_type
-        self.version = f"{self.kind}:{spec.model}"
+        from models.weights import model_identity
+
+        self.version = f"{self.kind}:{model_identity(spec.model)}"
         self._torch = torch
 
     def detect(self, images: list, prompts: list[list[str]]) -> list[Detections]:

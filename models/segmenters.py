@@ -82,7 +82,9 @@ class Sam2Segmenter:
         self.processor = processor
         self.model = model.to(device).eval()
         self.device = device
-        self.version = f"sam2:{spec.model}"
+        from models.weights import model_identity
+
+        self.version = f"sam2:{model_identity(spec.model)}"
         self._torch = torch
 
     def segment(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

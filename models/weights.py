@@ -69,3 +69,16 @@ def fetch_checkpoint(url_or_path: str, connect_timeout_s: float = 10, read_timeo
             f"cannot download checkpoint {url_or_path} ({type(exc).__name__}); "
             "download it where there is internet and pass the file path") from None
     return target
+
+
+def model_identity(name_or_path: str) -> str:
+    """A location-independent name for a model: the hub id, or a local folder's name + hash of its config."""
+    import hashlib
+
+    path = Path(name_or_path).expanduser()
+    config = path / "config.json"
+    if path.is_dir() and config.exists():
+        return f"{path.name}@{hashlib.sha256(config.read_bytes()).hexdigest()[:8]}"
+    if path.is_file():
+        return f"{path.name}@{path.stat().st_size}"
+    return name_or_path

@@ -203,7 +203,8 @@ def hash_images(items: Sequence[HashInput], data_root: str, settings: DedupSetti
                 chunk_size: int = 200) -> Iterator[list[HashRecord]]:
     """Hash images in worker processes (each reads its own files); yields one list of records per chunk."""
     chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
-    if settings.workers <= 1 or len(chunks) <= 1:
+    # a daemonic process (e.g. a Dask worker) may not start children: hash in-process there
+    if settings.workers <= 1 or len(chunks) <= 1 or multiprocessing.current_process().daemon:
         for chunk in chunks:
             yield _hash_chunk(chunk, data_root, settings)
         return

@@ -77,3 +77,18 @@ def canary():
     stop.set()
     thread.join()
     sock.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random Grounding DINO, SAM and SAM 2 saved to disk (loaded back through the public loaders)."""
+    from models.tiny import save_tiny_grounding_dino, save_tiny_sam, save_tiny_sam2
+    from sufra.catalog import load_country
+
+    folder = tmp_path_factory.mktemp("models")
+    words = [p for c in ("egypt",) for d in load_country(c).dishes for p in d.prompts] + ["food", "dish"]
+    return {
+        "detector": save_tiny_grounding_dino(folder / "gdino", words),
+        "sam": save_tiny_sam(folder / "sam_tiny.pth"),
+        "sam2": save_tiny_sam2(folder / "sam2"),
+    }

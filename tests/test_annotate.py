@@ -5,9 +5,7 @@ import pytest
 
 from models.detectors import build_detector, caption, match_phrase
 from models.segmenters import build_segmenter
-from models.tiny import save_tiny_grounding_dino, save_tiny_sam, save_tiny_sam2
 from schemas.detections import Detections
-from sufra.catalog import load_country
 from sufra.errors import ModelUnavailableError, SufraError
 from tasks.masks import (
     PostFilterSettings,
@@ -22,17 +20,6 @@ from tasks.masks import (
     rle_to_mask,
 )
 from tests.imaging import scene
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    words = [p for c in ("egypt",) for d in load_country(c).dishes for p in d.prompts] + ["food", "dish"]
-    return {
-        "detector": save_tiny_grounding_dino(folder / "gdino", words),
-        "sam": save_tiny_sam(folder / "sam_tiny.pth"),
-        "sam2": save_tiny_sam2(folder / "sam2"),
-    }
 
 
 def box_mask(h, w, x0, y0, x1, y1):

@@ -1,0 +1,55 @@
+"""Scale-out: curate and annotate on a Dask LocalCluster (2 workers) give the same tables as the default runner."""
+
+import shutil
+
+import pytest
+
+from schemas import ANNOTATIONS, DUPLICATES, INSTANCES, SPLITS
+from sufra.store import DataRoot
+from tasks.curate import CurateSettings
+from tasks.dedup import DedupSettings
+from tests.imaging import jpeg, scene, store, transforms
+
+
+def snapshot(root: DataRoot) -> dict:
+    def rows(table, columns):
+        return sorted(tuple(str(r[c]) for c in columns) for r in root.read_table(table, "egypt").to_pylist())
+
+    return {
+        "duplicates": rows(DUPLICATES, ["image_id", "group_id", "representative_id", "kind", "dropped", "distance"]),
+        "splits": rows(SPLITS, ["image_id", "split", "group_id"]),
+        "instances": rows(INSTANCES, ["instance_id", "image_id", "label", "bbox", "area", "box_score"]),
+        "annotations": rows(ANNOTATIONS, ["image_id", "status", "n_instances", "config_hash"]),
+    }
+
+
+@pytest.mark.slow
+def test_dask_runner_gives_the_same_tables(tmp_path, tiny_models, prefect_harness):
+    from prefect_dask import DaskTaskRunner
+
+    from flows.annotate import annotate
+    from flows.curate import curate
+    from tests.test_annotate import annotate_settings
+
+    items = []
+    for i in range(24):
+        base = scene(500 + i)
+        items.append((["koshari", "mahshi", "taameya"][i % 3], jpeg(base)))
+        if i % 4 == 0:
+            items.append((["koshari", "mahshi", "taameya"][i % 3], jpeg(transforms(base, i)["jpeg60"])))
+    first = tmp_path / "default"
+    store(DataRoot(first), "egypt", items)
+    shutil.copytree(first, tmp_path / "dask")
+    curate_settings = CurateSettings(dedup=DedupSettings(workers=1), shard_size=8)
+    a_settings = annotate_settings(tiny_models, shard_size=6)
+    results = {}
+    for name, runner in (("default", None), ("dask", DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1}))):
+        url = f"file://{tmp_path / name}"  # an fsspec URL, as an object store would be
+        curate_flow = curate if runner is None else curate.with_options(task_runner=runner)
+        annotate_flow = annotate if runner is None else annotate.with_options(task_runner=runner)
+        curate_flow(country="egypt", data_root=url, settings=curate_settings)
+        counts = annotate_flow(country="egypt", data_root=url, settings=a_settings)
+        assert counts["shards"] >= 3
+        results[name] = snapshot(DataRoot(url))
+    assert results["default"]["instances"] and results["default"]["duplicates"]
+    assert results["dask"] == results["default"]
