@@ -48,7 +48,9 @@ def build(
     stages = settings.stages
     with run_manifest(root, "build", {"country": country, "dishes": dishes, "review": review, "version": version,
                                       "settings": settings.model_dump()}) as manifest:
-        counts: dict = {}
+        from tasks.crawl import sweep_temp_files
+
+        counts: dict = {"temp_files_swept": sweep_temp_files(root, settings.collect.stale_temp_age_s)}
         if "collect" in stages:
             counts["collect"] = collect(country=country, dishes=dishes, data_root=data_root, settings=settings.collect)
         if "curate" in stages:

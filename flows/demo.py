@@ -33,7 +33,7 @@ def demo_settings(server: EngineServer, model_dir: Path, dishes: list[str], per_
     segmenter = save_tiny_sam(model_dir / "sam-tiny-random.pth")
     return BuildSettings(
         collect=CollectSettings(engines=["bing"], base_urls={"bing": server.base_url}, max_per_query=per_dish * 2,
-                                threads=8, processes=1,
+                                threads=8, processes=1, stale_temp_age_s=0,
                                 fetch=FetchSettings(allow_networks=["127.0.0.1"], per_host_requests_per_s=0,
                                                     per_host_concurrency=8)),
         curate=CurateSettings(dedup=DedupSettings(workers=1)),
@@ -60,13 +60,14 @@ def serve_demo_images(server: EngineServer, dishes: list[str], per_dish: int) ->
 
 
 @flow(name="demo", log_prints=True)
-def demo(data_root: str = "./demo-data", per_dish: int = 12, train: bool = True) -> dict:
-    """Run the demo build into ``data_root`` and return its counts."""
+def demo(data_root: str = "./demo-data", per_dish: int = 12, train: bool = True, port: int = 0) -> dict:
+    """Run the demo build into ``data_root`` and return its counts. ``port``: the fake engine's port (0: any free
+    one); a fixed port keeps image URLs the same across re-runs, as a real engine's are."""
     logger = get_run_logger()
     logger.warning(MEANINGLESS)
     catalog = load_country(DEMO_COUNTRY)
     dishes = catalog.benchmark_sets["egypt5"]
-    with EngineServer() as server:
+    with EngineServer(port=port) as server:
         served = serve_demo_images(server, dishes, per_dish)
         settings = demo_settings(server, Path(data_root) / "models", dishes, per_dish)
         counts = build(country=DEMO_COUNTRY, dishes=dishes, version="demo", data_root=data_root, settings=settings)

@@ -66,6 +66,7 @@ class ImageRecord(Record):
     status: ImageStatus = "ok"
     error_message: str | None = None
     duplicate_of: str | None = None  # for status rejected:exact_duplicate: the image_id already stored
+    run_id: str | None = None  # the collect run that fetched it ("earliest" for duplicate representatives)
 
 
 class HashRecord(Record):

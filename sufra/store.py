@@ -252,10 +252,11 @@ class DataRoot:
         return RunManifest.model_validate(json.loads(self.read_bytes(path)))
 
     def temp_files(self) -> list[str]:
-        """Temp files left by killed writers (they are never read; ``sufra doctor`` can remove them)."""
+        """Temp files and staging folders left by killed writers (never read; the build flow sweeps them)."""
         if not self.fs.exists(self.root):
             return []
-        return [p for p in self.fs.find(self.root) if p.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)]
+        found = sorted(p for p in self.fs.find(self.root, withdirs=True) if p.rsplit("/", 1)[-1].startswith(TEMP_PREFIX))
+        return [p for p in found if not any(p.startswith(q + "/") for q in found)]  # a staging folder, not its files
 
 
 def _part_order(path: str) -> tuple[int, str]:

@@ -53,8 +53,11 @@ class AnnotateItem:
 
 
 def config_hash(settings: AnnotateSettings, versions: dict[str, str]) -> str:
-    """Cache key: model versions + every setting that changes the output (not batch/shard sizes or device)."""
-    relevant = settings.model_dump(exclude={"batch_size", "shard_size", "device", "splits"})
+    """Cache key: model versions (location-independent) + every setting that changes the output (not where the
+    weights lie, batch/shard sizes or device)."""
+    detector, _ = settings.resolved()
+    relevant = settings.model_dump(exclude={"batch_size", "shard_size", "device", "splits", "detector", "segmenter", "preset"})
+    relevant["thresholds"] = {"box": detector.box_threshold, "text": detector.text_threshold}
     blob = json.dumps({"settings": relevant, "versions": versions}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -111,7 +111,7 @@ def sweep_temp_files(root: DataRoot, older_than_s: float) -> int:
         except (FileNotFoundError, OSError):
             continue
         if now - mtime >= older_than_s:
-            root.fs.rm(path)
+            root.fs.rm(path, recursive=True)
             removed += 1
     return removed
 
@@ -144,6 +144,7 @@ def collect_query(spec: QuerySpec, root: DataRoot, settings: CollectSettings, ru
     try:
         for row in download_many(todo, root, settings.fetch, settings.validation, seen, settings.threads,
                                  settings.processes, on_image):
+            row = row.model_copy(update={"run_id": run_id})
             buffer.append(row)
             counts[row.status] += 1
             if len(buffer) >= settings.flush_every:

@@ -66,10 +66,11 @@ def hash_shard(root: DataRoot, items: list[HashInput], settings: DedupSettings, 
 
 
 def _representative(members: list[int], meta: dict, assigned: set[str]) -> int:
-    """Prefer an image already in a split (stability), then the largest resolution, then the earliest fetch."""
+    """Prefer an image already in a split (stability), then the largest resolution, then the earliest collect run
+    (run ids sort by time; within a run, downloads finish in racy order), then the content hash (deterministic)."""
     def key(i: int):
         m = meta["rows"][i]
-        return (m["image_id"] not in assigned, -(m["width"] or 0) * (m["height"] or 0), m["fetched_at"], m["image_id"])
+        return (m["image_id"] not in assigned, -(m["width"] or 0) * (m["height"] or 0), m.get("run_id") or "", m["image_id"])
 
     return min(members, key=key)
 
@@ -82,7 +83,7 @@ def dedup_and_split(root: DataRoot, country: str, settings: CurateSettings, run_
     result.counts["rejected_hash"] = root.read_table(HASHES, country, columns=["status"]).num_rows - hashes.num_rows
     records: list[HashRecord] = HASHES.to_records(hashes)
     images = root.read_table(IMAGES, country)
-    meta_rows = {r["image_id"]: r for r in images.select(["image_id", "width", "height", "fetched_at", "dish"]).to_pylist()}
+    meta_rows = {r["image_id"]: r for r in images.select(["image_id", "width", "height", "run_id", "dish"]).to_pylist()}
     existing_splits = {r["image_id"]: r["split"] for r in root.read_table(SPLITS, country).to_pylist()}
     old_dups = root.read_table(DUPLICATES, country).to_pylist()
     dropped_before = {r["image_id"] for r in old_dups if r["dropped"]}

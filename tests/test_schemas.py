@@ -15,7 +15,7 @@ SAMPLES = {
     "images": dict(image_id="b" * 64, url_hash="a" * 64, country="egypt", dish="koshari", query="koshari",
                    engine="bing", source_url="http://x/1.jpg", page_url=None, license="CC-BY", width=640,
                    height=480, format="jpg", n_bytes=1234, fetched_at=NOW, status="ok", error_message=None,
-                   duplicate_of=None),
+                   duplicate_of=None, run_id="r1"),
     "hashes": dict(image_id="b" * 64, country="egypt", dish="koshari", hash_kind="phash", hash_bits=64,
                    crops=["1.00", "0.95"], hashes=[b"\x01" * 8, b"\x02" * 8], verify_hashes=[b"\x03" * 32],
                    width=640, height=480),
