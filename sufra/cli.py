@@ -103,6 +103,17 @@ def catalog_validate(
         typer.echo(f"ok  {path}  ({country.country}: {len(country.dishes)} dishes)")
 
 
+def _validated(model, what: str = "", **values):
+    """Build a settings model; a bad value becomes one line naming the option."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SufraError(f"--{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}{what}") from None
+
+
 def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out = {}
     for value in values or []:
@@ -114,8 +125,10 @@ def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _quiet_prefect() -> None:
+    """Prefect logs stay in its API/UI; on the console a failure is our one line (Prefect's own logs with --debug)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    debug = os.environ.get("SUFRA_DEBUG", "").lower() in ("1", "true", "yes")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "CRITICAL")
 
 
 @app.command()
@@ -163,20 +176,13 @@ def curate(
     data_root: DataRootOpt = None,
 ) -> None:
     """Hash images, group near-duplicates (exact + perceptual), assign leakage-free splits."""
-    from pydantic import ValidationError
-
     from sufra.catalog import load_country
     from tasks.curate import CurateSettings
 
     settings = _settings(data_root)
     load_country(country)
-    try:
-        curate_settings = CurateSettings.model_validate(
-            {"dedup": {"hash_kind": hash_kind, "candidate_threshold": threshold}, "cross_class": cross_class,
-             "split": {"seed": seed}})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise SufraError(f"--{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}") from None
+    curate_settings = _validated(CurateSettings, dedup={"hash_kind": hash_kind, "candidate_threshold": threshold},
+                                 cross_class=cross_class, split={"seed": seed})
     _quiet_prefect()
     from flows.curate import curate as curate_flow
 
@@ -235,19 +241,13 @@ def export(
     data_root: DataRootOpt = None,
 ) -> None:
     """Write exports/<country>/<version>/: Parquet, COCO per split, label maps, card and HTML report."""
-    from pydantic import ValidationError
-
     from sufra.catalog import load_country
     from tasks.export import ExportSettings
 
     settings = _settings(data_root)
     if country != "all":
         load_country(country)
-    try:
-        export_settings = ExportSettings(images=images, segmentation=segmentation, overwrite=overwrite)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise SufraError(f"--{first['loc'][-1]}: {first['msg']}") from None
+    export_settings = _validated(ExportSettings, images=images, segmentation=segmentation, overwrite=overwrite)
     _quiet_prefect()
     from flows.export import export as export_flow
 
@@ -362,8 +362,6 @@ def train(
     data_root: DataRootOpt = None,
 ) -> None:
     """Train the instance-aware fusion head from a feature cache; best checkpoint by validation top-1."""
-    from pydantic import ValidationError
-
     from tasks.train import TrainSettings
 
     settings = _settings(data_root)
@@ -374,12 +372,8 @@ def train(
         from flows.evaluate import benchmark_classes
 
         classes = benchmark_classes(benchmark_set)
-    try:
-        train_settings = TrainSettings(epochs=epochs, lr=lr, schedule=schedule, seed=seed, use_depth=not no_depth,
-                                       use_mask=not no_mask, use_film=not no_film, use_stats=not no_stats, classes=classes)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise SufraError(f"--{first['loc'][-1]}: {first['msg']}") from None
+    train_settings = _validated(TrainSettings, epochs=epochs, lr=lr, schedule=schedule, seed=seed, use_depth=not no_depth,
+                                use_mask=not no_mask, use_film=not no_film, use_stats=not no_stats, classes=classes)
     _quiet_prefect()
     from flows.train import train as train_flow
 

@@ -3,14 +3,13 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, wait_for_health
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,12 +28,6 @@ def test_prefect_yaml_is_generated_from_the_catalog():
         assert ("flows/collect.py:collect", country) in names and ("flows/build.py:build", country) in names
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
@@ -47,17 +40,7 @@ def prefect_server(tmp_path_factory):
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env={k: v for k, v in env.items() if k != "PREFECT_API_URL"}, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(1)
-    else:
-        os.killpg(server.pid, signal.SIGTERM)
-        pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
+    wait_for_health(f"http://127.0.0.1:{port}/api/health", server, home / "server.log", "prefect server", 180)
     yield env
     os.killpg(server.pid, signal.SIGTERM)
     server.wait(timeout=30)

@@ -12,6 +12,7 @@ import pytest
 
 from schemas import DUPLICATES, IMAGES, INSTANCES, SPLITS
 from sufra.store import DataRoot
+from tests.servers import free_port
 
 SCRIPT = """
 import sys
@@ -26,14 +27,6 @@ def run_env():
 
     return dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOGGING_LEVEL="WARNING",
                 HF_HUB_OFFLINE="1")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_build(data: Path, port: int, kill_in: str | None = None) -> bool:

@@ -4,10 +4,8 @@ import copy
 import http.server
 import os
 import signal
-import socket
 import subprocess
 import threading
-import time
 import urllib.request
 from functools import partial
 from pathlib import Path
@@ -21,17 +19,12 @@ from sufra.errors import SufraError
 from sufra.store import DataRoot
 from tasks.masks import rle_to_mask
 from tasks.review import Client, LabelStudioSettings, brush_mask, brush_rle, pull, push
+from tests.servers import free_port, wait_for_health
 from tests.test_export import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 LS_BIN = Path(os.environ.get("SUFRA_LABEL_STUDIO_BIN", REPO / ".venv" / "label-studio" / "bin" / "label-studio"))
 TOKEN = "sufra0test0legacy0token0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -53,17 +46,7 @@ def label_studio(tmp_path_factory):
                              "--enable-legacy-api-token"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("Label Studio did not start: " + (data / "server.log").read_text()[-3000:])
+    wait_for_health(f"{url}/health", proc, data / "server.log", "Label Studio", 240)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
