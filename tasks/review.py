@@ -82,7 +82,9 @@ class Client:
     def __post_init__(self) -> None:
         from label_studio_sdk import LabelStudio
 
-        self.sdk = LabelStudio(base_url=self.settings.url, api_key=self.settings.api_key.get_secret_value(), timeout=30)
+        # a personal access token (JWT) is checked and exchanged by the SDK's constructor; a legacy token is used as is
+        self.sdk = self.call("use the API key", LabelStudio, base_url=self.settings.url,
+                             api_key=self.settings.api_key.get_secret_value(), timeout=30)
 
     def call(self, what: str, fn, *args, **kwargs):
         import httpx

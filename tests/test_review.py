@@ -189,3 +189,17 @@ def test_settings_from_env_need_url_and_key(monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "secret-value")
     settings = LabelStudioSettings.from_env()
     assert "secret-value" not in repr(settings) and settings.api_key.get_secret_value() == "secret-value"
+
+
+@pytest.mark.slow
+@pytest.mark.labelstudio
+def test_personal_access_token_works_too(label_studio, tmp_path):
+    legacy = Client(LabelStudioSettings(url=label_studio, api_key=TOKEN))
+    legacy.sdk.jwt_settings.update(api_token_ttl_days=30, api_tokens_enabled=True, legacy_api_tokens_enabled=True)
+    pat = legacy.sdk.tokens.create().token  # a JWT refresh token, as the UI's "Personal Access Token" gives
+    assert pat.count(".") == 2
+    root = DataRoot(tmp_path / "data")
+    build_dataset(root, dishes=("koshari",), per_dish=3)
+    settings = LabelStudioSettings(url=label_studio, api_key=pat, image_base_url="http://127.0.0.1:1")
+    assert push(root, load_country("egypt"), "pat", settings, which="all")["pushed"] == 3
+    assert pull(root, load_country("egypt"), "pat", settings)["tasks"] == 3
