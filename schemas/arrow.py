@@ -1,8 +1,9 @@
 """Derive pyarrow schemas from pydantic records, so column names and types are spelled once.
 
 Conventions: ``str`` -> string, ``int`` -> int64, ``float`` -> float64, ``bool`` -> bool,
-``bytes`` -> binary, ``datetime`` -> timestamp[us, UTC], ``list[X]`` -> list<X>, ``dict[str, str]`` -> map,
-nested ``BaseModel`` -> struct; ``X | None`` -> nullable, otherwise the column is not nullable.
+``bytes`` -> binary, ``datetime`` -> timestamp[us, UTC], ``list[X]`` -> list<X>, ``dict[K, V]`` ->
+list<struct<key, value>> (portable: Arrow maps do not load in Hugging Face ``datasets``), nested ``BaseModel`` ->
+struct; ``X | None`` -> nullable, otherwise the column is not nullable.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
         return pa.list_(item_type), nullable
     if origin is dict:
         key, value = typing.get_args(annotation)
-        return pa.map_(arrow_type(key)[0], arrow_type(value)[0]), nullable
+        entry = pa.struct([pa.field("key", arrow_type(key)[0], nullable=False), pa.field("value", arrow_type(value)[0])])
+        return pa.list_(entry), nullable
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return pa.struct(list(arrow_schema(annotation))), nullable
     raise TypeError(f"no arrow type for annotation {annotation!r}")
@@ -63,21 +65,26 @@ def arrow_schema(record: type[BaseModel], metadata: dict[str, str] | None = None
     return pa.schema(fields, metadata=metadata)
 
 
-def to_arrow_row(value: Any) -> Any:
-    """Turn a python value from ``model_dump()`` into what pyarrow expects (maps as lists of pairs)."""
-    if isinstance(value, dict):
-        return {k: to_arrow_row(v) for k, v in value.items()}
+def to_arrow_value(annotation: Any, value: Any) -> Any:
+    """A python value of a field (from ``model_dump()``) as pyarrow expects it (dicts as key/value entries)."""
+    annotation, _ = _unwrap_optional(annotation)
+    if value is None:
+        return None
+    if typing.get_origin(annotation) is dict:
+        return [{"key": k, "value": v} for k, v in value.items()]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+        return {name: to_arrow_value(info.annotation, value.get(name)) for name, info in annotation.model_fields.items()}
     return value
 
 
 def from_arrow_value(annotation: Any, value: Any) -> Any:
-    """Undo pyarrow's ``to_pylist`` quirks (maps come back as lists of (key, value) tuples)."""
+    """Back from pyarrow's ``to_pylist`` (key/value entries to dicts)."""
     annotation, _ = _unwrap_optional(annotation)
     if value is None:
         return None
     origin = typing.get_origin(annotation)
     if origin is dict and isinstance(value, list):
-        return dict(value)
+        return {entry["key"]: entry["value"] for entry in value}
     if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
         return {
             name: from_arrow_value(info.annotation, value.get(name))

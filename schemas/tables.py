@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.arrow import arrow_schema, from_arrow_value, to_arrow_row
+from schemas.arrow import arrow_schema, from_arrow_value, to_arrow_value
 
 SCHEMA_VERSION = "1.0"
 """Bumped on any change of a table's columns; written to every Parquet file as ``sufra.schema_version``."""
@@ -184,10 +184,11 @@ class Table:
 
     def to_arrow(self, rows: list[Record] | list[dict[str, Any]]) -> pa.Table:
         """Validate rows (records or dicts) into an arrow table with this table's schema."""
+        fields = self.record.model_fields
         dumped = []
         for row in rows:
             record = row if isinstance(row, self.record) else self.record.model_validate(row)
-            dumped.append(to_arrow_row(record.model_dump()))
+            dumped.append({name: to_arrow_value(fields[name].annotation, value) for name, value in record.model_dump().items()})
         return pa.Table.from_pylist(dumped, schema=self.schema)
 
     def to_records(self, table: pa.Table) -> list[Record]:

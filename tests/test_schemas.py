@@ -74,3 +74,18 @@ def test_arrow_types():
     )
     assert schema.field("created_at").type == pa.timestamp("us", tz="UTC")
     assert schema.field("mask").nullable and not schema.field("box_score").nullable
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_no_arrow_map_types(name):
+    """Hugging Face `datasets` cannot load Arrow maps: dicts are lists of key/value structs."""
+    def walk(t):
+        assert not pa.types.is_map(t)
+        if pa.types.is_list(t):
+            walk(t.value_type)
+        if pa.types.is_struct(t):
+            for i in range(t.num_fields):
+                walk(t.field(i).type)
+
+    for field in TABLES[name].schema:
+        walk(field.type)
