@@ -226,3 +226,18 @@ def test_report_renders_in_headless_chromium(exported, tmp_path):
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # not blank
     card = (path / "README.md").read_text()
     assert "| koshari |" in card and "Imbalance ratio" in card
+
+
+def test_polygon_segmentation_option(tmp_path):
+    from pycocotools.coco import COCO
+
+    root = DataRoot(tmp_path / "data")
+    build_dataset(root, dishes=("koshari",), per_dish=3)
+    path, selection = write_export(root, [load_country("egypt")], "v1", ExportSettings(segmentation="polygon", images="none"))
+    areas = {}
+    for split in ("train", "val", "test"):
+        coco = COCO(str(Path(path) / f"instances_{split}.json"))
+        for ann in coco.loadAnns(coco.getAnnIds()):
+            assert isinstance(ann["segmentation"], list) and len(ann["segmentation"][0]) >= 6
+            areas[ann["id"]] = (coco.annToMask(ann).sum(), ann["area"])
+    assert areas and all(abs(drawn - stored) <= 0.05 * stored for drawn, stored in areas.values())
