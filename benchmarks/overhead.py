@@ -84,13 +84,14 @@ def measure(n_images: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="*", help="image counts to measure (default: 1000 10000)")
     args = parser.parse_args()
     import transformers  # noqa: F401
     from prefect.testing.utilities import prefect_test_harness
 
     import tasks.annotate  # noqa: F401  (warm imports for both paths)
 
-    sizes = [200] if args.quick else [1000, 10000]
+    sizes = args.sizes or ([200] if args.quick else [1000, 10000])
     with prefect_test_harness(server_startup_timeout=120):
         results = [measure(n) for n in sizes]
     for r in results:

@@ -35,3 +35,17 @@ def table_artifact(key: str, rows: list[dict[str, Any]], description: str) -> No
     if FlowRunContext.get() is None or not rows:
         return
     create_table_artifact(key=key, table=rows, description=description)
+
+
+def run_shards(task, calls: list[tuple]) -> list:
+    """Run a shard task for each argument tuple: one after another on the default thread-pool runner (each shard
+    already uses every core: concurrent model inference would only contend), submitted on distributed runners
+    (Dask, Ray) so shards spread over the workers."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    runner = type(context.task_runner).__name__ if context and context.task_runner else "ThreadPoolTaskRunner"
+    if runner == "ThreadPoolTaskRunner":
+        return [task(*args) for args in calls]
+    futures = [task.submit(*args) for args in calls]
+    return [future.result() for future in futures]

@@ -7,7 +7,7 @@ from collections import Counter
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import run_manifest, table_artifact
+from flows._common import run_manifest, run_shards, table_artifact
 from schemas.tables import ANNOTATIONS, INSTANCES
 from sufra.catalog import load_country
 from sufra.store import DataRoot
@@ -47,9 +47,9 @@ def annotate(country: str, data_root: str = "./data", settings: AnnotateSettings
         items = items_to_annotate(root, country, settings, cfg)
         shards = [items[i : i + settings.shard_size] for i in range(0, len(items), settings.shard_size)]
         totals: Counter = Counter(images=len(items), shards=len(shards))
-        futures = [annotate_shard_task.submit(data_root, country, shard, settings, cfg, manifest.run_id) for shard in shards]
-        for future in futures:  # Dask: shards on every worker; default runner: the models already use every core
-            totals.update(future.result())
+        for result in run_shards(annotate_shard_task, [(data_root, country, shard, settings, cfg, manifest.run_id)
+                                                       for shard in shards]):
+            totals.update(result)
         manifest.counts = {**totals, "config_hash": cfg, **{f"model_{k}": v for k, v in versions.items()}}
         del catalog
         table_artifact(f"annotate-{country}".replace("_", "-"), [{"metric": k, "value": v} for k, v in sorted(totals.items())],

@@ -7,7 +7,7 @@ from collections import Counter
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import run_manifest, table_artifact
+from flows._common import run_manifest, run_shards, table_artifact
 from schemas.tables import IMAGES
 from sufra.catalog import load_country
 from sufra.store import DataRoot
@@ -48,10 +48,8 @@ def curate(country: str, data_root: str = "./data", settings: CurateSettings | N
         todo = images_to_hash(root, country)
         counts: Counter = Counter()
         shards = [todo[i : i + settings.shard_size] for i in range(0, len(todo), settings.shard_size)]
-        # submitted: the default runner takes them in turn (each already uses every core); Dask spreads them out
-        futures = [hash_shard_task.submit(data_root, shard, settings.dedup, manifest.run_id) for shard in shards]
-        for future in futures:
-            counts.update({f"hash_{k}": v for k, v in future.result().items()})
+        for result in run_shards(hash_shard_task, [(data_root, shard, settings.dedup, manifest.run_id) for shard in shards]):
+            counts.update({f"hash_{k}": v for k, v in result.items()})
         result = dedup_and_split_task(data_root, country, settings, manifest.run_id)
         counts.update(result.counts)
         report = report_task(data_root, country, dict(counts), result.groups, manifest.run_id)

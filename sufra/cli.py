@@ -404,6 +404,33 @@ def evaluate(
 
 
 @app.command()
+def baselines(
+    export: Annotated[str, typer.Option(help="Export folder (exports/<country>/<version>).")],
+    benchmark_set: Annotated[str, typer.Option("--set", help="Specialist classes (egypt5).")] = "egypt5",
+    general_set: Annotated[str, typer.Option("--general", help="General head classes (food101_25).")] = "food101_25",
+    clip_model: Annotated[str, typer.Option("--clip", help="open_clip architecture.")] = "ViT-B-32",
+    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag or checkpoint path.")] = "openai",
+    data_root: DataRootOpt = None,
+) -> None:
+    """CLIP zero-shot and Hybrid CLIP (general head + specialist probe, tau on validation) on an export."""
+    from flows.evaluate import benchmark_classes
+    from models.clip_baselines import ClipModel, ClipSpec
+
+    settings = _settings(data_root)
+    if not Path(export, "images.parquet").exists():
+        raise SufraError(f"'{export}' is not an export folder (no images.parquet); run `sufra export` first")
+    benchmark_classes(benchmark_set)
+    benchmark_classes(general_set)
+    spec = ClipSpec(model=clip_model, pretrained=pretrained)
+    ClipModel.load(spec)  # fail fast on missing weights
+    _quiet_prefect()
+    from flows.baselines import baselines as baselines_flow
+
+    typer.echo(json.dumps(baselines_flow(export_path=export, benchmark_set=benchmark_set, general_set=general_set,
+                                         clip=spec, data_root=settings.data_root)))
+
+
+@app.command()
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     checkpoint: Annotated[str, typer.Option(help="best.pt of a training run.")],

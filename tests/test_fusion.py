@@ -1,5 +1,7 @@
 """Features and the fusion head: equations by hand, learnability, the feature cache end to end, baselines."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -195,3 +197,27 @@ def test_clip_zero_shot_with_tiny_random_model():
     assert zero_shot_logits(images, classes).shape == (4, 3)
     probe = train_linear_probe(images, torch.tensor([0, 1, 0, 1]), 2, epochs=300, lr=0.1)
     assert (probe(images).argmax(1) == torch.tensor([0, 1, 0, 1])).all()
+
+
+def test_baselines_on_an_export(tmp_path):
+    import open_clip
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+    from open_clip.transform import image_transform
+
+    from models.clip_baselines import ClipModel
+    from sufra.catalog import load_country
+    from sufra.store import DataRoot
+    from tasks.baselines import run_baselines
+    from tasks.export import ExportSettings, write_export
+    from tests.test_export import build_dataset
+
+    root = DataRoot(tmp_path / "data")
+    build_dataset(root, dishes=("koshari", "mahshi", "taameya"), per_dish=6)
+    path, _ = write_export(root, [load_country("egypt")], "v1", ExportSettings())
+    torch.manual_seed(0)
+    model = CLIP(embed_dim=32, vision_cfg=CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=16, image_size=64),
+                 text_cfg=CLIPTextCfg(layers=1, width=32, heads=2, context_length=77, vocab_size=49408)).eval()
+    clip = ClipModel(model, open_clip.tokenizer.SimpleTokenizer(), image_transform(64, is_train=False), "tiny-random")
+    result = run_baselines(Path(path), clip, ["koshari", "mahshi", "taameya"], ["pizza", "sushi", "falafel"])
+    assert result["n_test"] > 0 and 0 <= result["zero_shot"]["top1"] <= 1 and 0 <= result["hybrid"]["top1"] <= 1
+    assert 0 <= result["hybrid"]["tau"] <= 1 and 0 <= result["hybrid"]["specialist_share"] <= 1
