@@ -37,7 +37,7 @@ def annotate(country: str, data_root: str = "./data", settings: AnnotateSettings
     """Annotate curated images shard by shard; images already annotated with the same models and settings are
     skipped."""
     settings = settings or AnnotateSettings()
-    catalog = load_country(country)
+    load_country(country)  # an unknown country fails before any work
     root = DataRoot(data_root)
     logger = get_run_logger()
     with run_manifest(root, "annotate", {"country": country, "settings": settings.model_dump()}) as manifest:
@@ -51,7 +51,6 @@ def annotate(country: str, data_root: str = "./data", settings: AnnotateSettings
                                                        for shard in shards]):
             totals.update(result)
         manifest.counts = {**totals, "config_hash": cfg, **{f"model_{k}": v for k, v in versions.items()}}
-        del catalog
         table_artifact(f"annotate-{country}".replace("_", "-"), [{"metric": k, "value": v} for k, v in sorted(totals.items())],
                        f"annotate {country} with {versions}")
         logger.info("annotate %s: %s", country, dict(totals))
