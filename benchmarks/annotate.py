@@ -50,7 +50,6 @@ def build_detector(size: str, words: list[str]):
     """Grounding DINO tiny/base architecture, random weights, word-level local tokenizer (no download)."""
     import torch
     from transformers import (
-        BertTokenizerFast,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessor,
@@ -59,13 +58,10 @@ def build_detector(size: str, words: list[str]):
     )
 
     from models.detectors import DetectorSpec, TransformersDetector
-    from models.tiny import BASE_VOCAB
+    from models.tiny import word_tokenizer
 
-    folder = Path(tempfile.mkdtemp())
-    vocab = BASE_VOCAB + sorted({w for p in words for w in p.lower().split()})
-    (folder / "vocab.txt").write_text("\n".join(vocab))
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 512, "longest_edge": 683}),
-                                       tokenizer=BertTokenizerFast(vocab_file=str(folder / "vocab.txt")))
+                                       tokenizer=word_tokenizer(Path(tempfile.mkdtemp()), words))
     config = GroundingDinoConfig()  # the grounding-dino-tiny architecture
     if size == "base":
         config.backbone_config = SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],

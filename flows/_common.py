@@ -49,3 +49,12 @@ def run_shards(task, calls: list[tuple]) -> list:
         return [task(*args) for args in calls]
     futures = [task.submit(*args) for args in calls]
     return [future.result() for future in futures]
+
+
+def progress_bar(show: bool, desc: str, unit: str, total: int | None = None):
+    """A tqdm bar for the CLI, or None (flows run by workers and deployments show no bar)."""
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)

@@ -6,7 +6,7 @@ from collections import Counter
 
 from prefect import flow, get_run_logger
 
-from flows._common import run_manifest, table_artifact
+from flows._common import progress_bar, run_manifest, table_artifact
 from sufra.catalog import load_country
 from sufra.store import DataRoot
 from tasks import crawl
@@ -35,7 +35,7 @@ def collect(
         swept = sweep_temp_files(root, settings.stale_temp_age_s)
         _, _, stored = crawl.existing_url_hashes(root, country)
         crawl._seen_by_root[(data_root, country)] = crawl.SeenImages(stored)
-        bar = _progress_bar(country, len(specs) * settings.max_per_query) if show_progress else None
+        bar = progress_bar(show_progress, f"collect {country}", "img", len(specs) * settings.max_per_query)
         if bar is not None:
             crawl._progress.append(lambda row: bar.update(1))
         try:
@@ -69,8 +69,3 @@ def collect(
             raise RuntimeError(f"every query failed; first: {failed[0]}")
     return manifest.counts
 
-
-def _progress_bar(country: str, total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"collect {country}", unit="img", dynamic_ncols=True)

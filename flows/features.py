@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import run_manifest
+from flows._common import progress_bar, run_manifest
 from sufra.store import DataRoot
 from tasks.features import FeatureSettings, extract_features
 
@@ -16,11 +16,7 @@ from tasks.features import FeatureSettings, extract_features
 def extract_task(data_root: str, export_path: str, settings: FeatureSettings, show_progress: bool) -> dict:
     root = DataRoot(data_root)
     out_root = Path(root.local_path(root.path("features")) or root.path("features"))
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="features", unit="img")
+    bar = progress_bar(show_progress, "features", "img")
     try:
         return extract_features(root, export_path, out_root, settings, progress=bar.update if bar else None)
     finally:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows._common import run_manifest, table_artifact
+from flows._common import progress_bar, run_manifest, table_artifact
 from sufra.store import DataRoot
 from tasks.features import load_cache
 from tasks.train import TrainSettings, train_head
@@ -20,11 +21,7 @@ def train(cache_folder: str, data_root: str = "./data", settings: TrainSettings 
     with run_manifest(root, "train", {"cache": cache_folder, "settings": settings.model_dump()}) as manifest:
         tensors, index = load_cache(Path(cache_folder))
         out_dir = Path(root.local_path(root.path("checkpoints", manifest.run_id)) or root.path("checkpoints", manifest.run_id))
-        bar = None
-        if show_progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=settings.epochs, desc="train", unit="epoch")
+        bar = progress_bar(show_progress, "train", "epoch", settings.epochs)
 
         def on_epoch(record: dict) -> None:
             if bar:
@@ -33,13 +30,13 @@ def train(cache_folder: str, data_root: str = "./data", settings: TrainSettings 
 
         try:
             config_file = Path(cache_folder) / "config.json"
-            features_config = __import__("json").loads(config_file.read_text()) if config_file.exists() else None
+            features_config = json.loads(config_file.read_text()) if config_file.exists() else None
             result = train_head(tensors, index, settings, out_dir, on_epoch, features_config)
         finally:
             if bar:
                 bar.close()
         manifest.counts = {**result, "instances": len(index)}
-        history = __import__("json").loads((out_dir / "metrics.json").read_text())["history"]
+        history = json.loads((out_dir / "metrics.json").read_text())["history"]
         table_artifact("train-metrics", history, f"fusion head training, checkpoint {result['checkpoint']}")
         get_run_logger().info("train: best val top-1 %.3f after %d epochs", result["best_val_top1"], result["epochs_run"])
     return manifest.counts

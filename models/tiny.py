@@ -14,12 +14,22 @@ from models.segmenters import SegmenterSpec
 BASE_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","]
 
 
+def word_tokenizer(folder: Path, words: list[str]):
+    """A BERT tokenizer whose vocabulary is the special tokens plus every word of ``words`` (no download)."""
+    from transformers import BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = BASE_VOCAB + sorted({w.lower() for phrase in words for w in phrase.replace(".", " ").split()} - set(BASE_VOCAB))
+    (folder / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+
+
 def save_tiny_grounding_dino(folder: Path, words: list[str], seed: int = 0) -> DetectorSpec:
     """A Grounding DINO with a 32-wide Swin, 1 encoder / 2 decoder layers and a local word-level BERT vocab."""
     import torch
     from transformers import (
         BertConfig,
-        BertTokenizerFast,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessor,
@@ -28,16 +38,13 @@ def save_tiny_grounding_dino(folder: Path, words: list[str], seed: int = 0) -> D
     )
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = BASE_VOCAB + sorted({w.lower() for phrase in words for w in phrase.replace(".", " ").split()} - set(BASE_VOCAB))
-    (folder / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = word_tokenizer(folder, words)
     processor = GroundingDinoProcessor(
         image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 160}), tokenizer=tokenizer)
     config = GroundingDinoConfig(
         backbone_config=SwinConfig(embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4],
                                    out_features=["stage2", "stage3", "stage4"]),
-        text_config=BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        text_config=BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                intermediate_size=64, max_position_embeddings=128),
         d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=30,
         encoder_attention_heads=2, decoder_attention_heads=2, max_text_len=64, num_feature_levels=4,

@@ -8,7 +8,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from schemas.tables import ImageRecord
+from schemas.tables import IMAGES, ImageRecord
 from sufra.store import DataRoot, utcnow
 
 
@@ -63,5 +63,5 @@ def store(root: DataRoot, country: str, items: list[tuple[str, bytes]], run_id: 
         rows.append(ImageRecord(image_id=image_id, url_hash=f"u{n}-{image_id[:8]}", country=country, dish=dish,
                                 query="q", engine="folder", width=size[0], height=size[1], format="jpg",
                                 n_bytes=len(data), fetched_at=utcnow(), status="ok"))
-    root.write_table(__import__("schemas").IMAGES, country, rows, run_id)
+    root.write_table(IMAGES, country, rows, run_id)
     return ids
