@@ -65,13 +65,26 @@ def build_transform_set(folder: Path, n_transformed: int = 300) -> tuple[list[Pa
     return files, truth
 
 
+# Pairs of sample photos that are two shots of one plate (burst photos in Food-101), checked by eye: finding them
+# is right, so they count neither as false pairs nor as misses.
+SAME_SCENE = [("beet_salad/1362701.jpg", "beet_salad/1404312.jpg")]
+
+
+def same_scene_originals() -> set[tuple[str, str]]:
+    """SAME_SCENE as pairs of original file names of the transform set (``o<index>.jpg``)."""
+    index = {f"{p.parent.name}/{p.name}": f"o{i:05d}.jpg" for i, p in enumerate(sample_photos())}
+    return {tuple(sorted((index[a], index[b]))) for a, b in SAME_SCENE if a in index and b in index}
+
+
 def score(pairs: set[tuple[str, str]], truth: dict[str, str]) -> tuple[float, int, dict]:
-    """Recall over (copy, original) pairs and the count of pairs that are not copies of one original."""
+    """Recall over (copy, original) pairs and the count of pairs that are not copies of one original (pairs of
+    photos of one plate, :data:`SAME_SCENE`, excepted)."""
     def root(name: str) -> str:
         return truth.get(name, name)
 
+    same_scene = same_scene_originals()
     found = {copy for copy, original in truth.items() if tuple(sorted((copy, original))) in pairs}
-    false_pairs = sum(1 for a, b in pairs if root(a) != root(b))
+    false_pairs = sum(1 for a, b in pairs if root(a) != root(b) and tuple(sorted((root(a), root(b)))) not in same_scene)
     missed = {}
     for copy in truth:
         if copy not in found:

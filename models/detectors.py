@@ -8,6 +8,11 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import warnings
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -20,9 +25,10 @@ from sufra.errors import SufraError
 class DetectorSpec(BaseModel):
     backend: str = "transformers"
     model: str = "IDEA-Research/grounding-dino-tiny"  # hub id or local folder (transformers)
-    config_path: str | None = None  # groundingdino: SwinT OGC config .py
-    checkpoint: str | None = None  # groundingdino: .pth
-    text_encoder: str | None = None  # groundingdino: local BERT folder
+    config_path: str | None = None  # groundingdino: model config .py (default: the package's SwinT OGC)
+    checkpoint: str | None = None  # groundingdino: .pth path or URL (default: official SwinT OGC)
+    text_encoder: str | None = None  # groundingdino: local BERT folder or hub id (default bert-base-uncased)
+    image_size: int | None = None  # groundingdino: shorter side fed to the model (default 800)
     box_threshold: float = 0.3
     text_threshold: float = 0.25
 
@@ -103,33 +109,61 @@ class TransformersDetector:
         return out
 
 
+GROUNDINGDINO_SWINT_OGC_URL = "https://huggingface.co/ShilongLiu/GroundingDINO/resolve/main/groundingdino_swint_ogc.pth"
+
+
 class GroundingDinoPackageDetector:
-    """The original Grounding DINO package (``groundingdino-py``; extra ``sufra[groundingdino]``)."""
+    """The original Grounding DINO package (``groundingdino-py``; extra ``sufra[groundingdino]``).
+
+    Defaults: the package's own SwinT OGC config, the official SwinT OGC checkpoint (downloaded once into the
+    cache) and ``bert-base-uncased`` from the Hugging Face cache; ``text_encoder`` may name a local BERT folder.
+    """
 
     def __init__(self, spec: DetectorSpec, device: str = "cpu"):
+        # groundingdino-py 0.4.0 imports timm's deprecated path: a FutureWarning on every start, nothing to act on
+        warnings.filterwarnings("ignore", message="Importing from timm.models.layers is deprecated", category=FutureWarning)
         try:
-            from groundingdino.util.inference import load_model
+            import groundingdino
+            from groundingdino.models import build_model
+            from groundingdino.util.misc import clean_state_dict
+            from groundingdino.util.slconfig import SLConfig
         except ImportError:
             raise SufraError("detector backend 'groundingdino' needs the extra: pip install 'sufra[groundingdino]'") from None
-        from models.weights import fetch_checkpoint
+        import torch
 
-        if not (spec.config_path and spec.checkpoint):
-            raise SufraError("detector backend 'groundingdino' needs config_path and checkpoint")
-        from groundingdino.util.slconfig import SLConfig
+        from models.weights import fetch_checkpoint, model_identity, resolve_pretrained
 
-        config = SLConfig.fromfile(spec.config_path)
-        if spec.text_encoder:
-            config.text_encoder_type = spec.text_encoder
+        config_path = Path(spec.config_path or Path(groundingdino.__file__).parent / "config" / "GroundingDINO_SwinT_OGC.py")
+        if not config_path.is_file():
+            raise SufraError(f"groundingdino config '{config_path}' does not exist")
+        checkpoint = fetch_checkpoint(spec.checkpoint or GROUNDINGDINO_SWINT_OGC_URL)
+        args = SLConfig.fromfile(str(config_path))
+        # the BERT is resolved here (local folder, cache, or one bounded download), never by the package itself
+        args.text_encoder_type = resolve_pretrained(spec.text_encoder or args.text_encoder_type)
+        args.device = device
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints its text encoder path
+            model = build_model(args)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # official checkpoints carry their args
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        misfit = f"groundingdino checkpoint '{checkpoint.name}' does not fit config '{config_path.name}'"
+        try:
+            missing, _ = model.load_state_dict(clean_state_dict(state.get("model", state)), strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "")
+            raise SufraError(f"{misfit}: {detail or type(exc).__name__}") from None
+        if missing:
+            raise SufraError(f"{misfit}: {len(missing)} weights missing (e.g. {missing[0]})")
         self.spec = spec
         self.device = device
-        self.model = load_model(spec.config_path, str(fetch_checkpoint(spec.checkpoint)), device=device)
-        self.version = f"groundingdino:{spec.checkpoint}"
+        self.model = model.to(device).eval()
+        self.version = f"groundingdino:{model_identity(str(checkpoint))}"
 
     def detect(self, images: list, prompts: list[list[str]]) -> list[Detections]:
         import groundingdino.datasets.transforms as T
         from groundingdino.util.inference import predict
 
-        transform = T.Compose([T.RandomResize([800], max_size=1333), T.ToTensor(),
+        size = self.spec.image_size or 800
+        transform = T.Compose([T.RandomResize([size], max_size=round(size * 1333 / 800)), T.ToTensor(),
                                T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
         out = []
         for image, phrases in zip(images, prompts, strict=True):
@@ -137,9 +171,9 @@ class GroundingDinoPackageDetector:
             boxes, logits, found = predict(self.model, tensor, caption(phrases), self.spec.box_threshold,
                                            self.spec.text_threshold, device=self.device)
             w, h = image.size
-            cx, cy, bw, bh = (boxes.numpy() * np.array([w, h, w, h])).T if len(boxes) else (np.zeros(0),) * 4
-            xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) if len(boxes) else np.zeros((0, 4))
-            out.append(clip_to_image(Detections(xyxy, logits.numpy(), [match_phrase(p, phrases) for p in found]), w, h))
+            cxcywh = boxes.numpy().reshape(-1, 4) * np.array([w, h, w, h])
+            xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
+            out.append(clip_to_image(Detections(xyxy.astype(np.float32), logits.numpy().astype(np.float32), [match_phrase(p, phrases) for p in found]), w, h))
         return out
 
 

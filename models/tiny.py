@@ -55,6 +55,85 @@ def save_tiny_grounding_dino(folder: Path, words: list[str], seed: int = 0) -> D
     return DetectorSpec(backend="transformers", model=str(folder), box_threshold=0.0, text_threshold=0.0)
 
 
+GROUNDINGDINO_PACKAGE_TINY = """# small random Grounding DINO for the groundingdino package (tests only); keys as in GroundingDINO_SwinT_OGC.py
+# (hidden_dim stays 256: the package hard-codes 256 text position features)
+batch_size = 1
+modelname = "groundingdino"
+backbone = "swin_T_224_1k"
+position_embedding = "sine"
+pe_temperatureH = 20
+pe_temperatureW = 20
+return_interm_indices = [1, 2, 3]
+backbone_freeze_keywords = None
+enc_layers = 1
+dec_layers = 2
+pre_norm = False
+dim_feedforward = 256
+hidden_dim = 256
+dropout = 0.0
+nheads = 8
+num_queries = 30
+query_dim = 4
+num_patterns = 0
+num_feature_levels = 4
+enc_n_points = 4
+dec_n_points = 4
+two_stage_type = "standard"
+two_stage_bbox_embed_share = False
+two_stage_class_embed_share = False
+transformer_activation = "relu"
+dec_pred_bbox_embed_share = True
+dn_box_noise_scale = 1.0
+dn_label_noise_ratio = 0.5
+dn_label_coef = 1.0
+dn_bbox_coef = 1.0
+embed_init_tgt = True
+dn_labelbook_size = 2000
+max_text_len = 256
+text_encoder_type = "bert-base-uncased"
+use_text_enhancer = True
+use_fusion_layer = True
+use_checkpoint = False
+use_transformer_ckpt = False
+use_text_cross_attention = True
+text_dropout = 0.0
+fusion_dropout = 0.0
+fusion_droppath = 0.1
+sub_sentence_present = True
+"""
+
+
+def save_tiny_groundingdino_package(folder: Path, words: list[str], seed: int = 0) -> DetectorSpec:
+    """The original package's model (Swin-T backbone as its registry fixes it, 1 encoder / 2 decoder layers of width
+    256, a 32-wide local BERT): config .py, ``{"model": state_dict}`` checkpoint and BERT folder."""
+    import contextlib
+    import io
+
+    import torch
+    from groundingdino.models import build_model
+    from groundingdino.util.slconfig import SLConfig
+    from transformers import BertConfig, BertModel
+
+    folder = Path(folder)
+    bert = folder / "bert"
+    tokenizer = word_tokenizer(bert, words)
+    tokenizer.save_pretrained(bert)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=512)).save_pretrained(bert)
+    config_path = folder / "GroundingDINO_tiny.py"
+    config_path.write_text(GROUNDINGDINO_PACKAGE_TINY)
+    args = SLConfig.fromfile(str(config_path))
+    args.text_encoder_type = str(bert)
+    args.device = "cpu"
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = build_model(args)
+    checkpoint = folder / "groundingdino_tiny.pth"
+    torch.save({"model": model.state_dict()}, checkpoint)
+    return DetectorSpec(backend="groundingdino", config_path=str(config_path), checkpoint=str(checkpoint),
+                        text_encoder=str(bert), image_size=128, box_threshold=0.0, text_threshold=0.0)
+
+
 def save_tiny_sam(path: Path, seed: int = 0) -> SegmenterSpec:
     """A segment_anything SAM of the ``tiny`` architecture (models.build.SAM_ARCHS), saved as a state dict."""
     import torch

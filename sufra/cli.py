@@ -193,7 +193,7 @@ def curate(
 def annotate(
     country: CountryOpt,
     preset: Annotated[str, typer.Option(help="quality, balanced or fast (detector + segmenter pair).")] = "fast",
-    detector: Annotated[str | None, typer.Option(help="Detector hub id or local folder (overrides the preset).")] = None,
+    detector: Annotated[str | None, typer.Option(help="Detector hub id or local folder (transformers), or groundingdino[:CHECKPOINT] for the original package (extra 'groundingdino'; overrides the preset).")] = None,
     segmenter: Annotated[str | None, typer.Option(help="sam:vit_b[:CHECKPOINT] or sam2:HUB_ID_OR_FOLDER (overrides the preset).")] = None,
     box_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.3,
     text_threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.25,
@@ -210,7 +210,10 @@ def annotate(
     load_country(country)
     chosen = get_preset(preset)
     detector_spec = chosen.detector.model_copy(update={"box_threshold": box_threshold, "text_threshold": text_threshold})
-    if detector:
+    if detector and detector.split(":", 1)[0] == "groundingdino":
+        checkpoint = detector.partition(":")[2]
+        detector_spec = detector_spec.model_copy(update={"backend": "groundingdino", "checkpoint": checkpoint or None})
+    elif detector:
         detector_spec = detector_spec.model_copy(update={"model": detector})
     segmenter_spec = chosen.segmenter
     if segmenter:

@@ -18,7 +18,14 @@ from schemas.detections import Detections
 from schemas.tables import ANNOTATIONS, DUPLICATES, IMAGES, SPLITS, AnnotationRecord, InstanceRecord
 from sufra.catalog import Country
 from sufra.store import DataRoot, utcnow
-from tasks.masks import PostFilterSettings, mask_to_rle, post_filter, rle_area, rle_bbox
+from tasks.masks import (
+    PostFilterSettings,
+    drop_full_image_boxes,
+    mask_to_rle,
+    post_filter,
+    rle_area,
+    rle_bbox,
+)
 
 
 class AnnotateSettings(BaseModel):
@@ -31,7 +38,8 @@ class AnnotateSettings(BaseModel):
     postfilter: PostFilterSettings = Field(default_factory=PostFilterSettings)
     review_min_score: float = 0.35  # an instance under this box score sends the image to review
     review_max_instances: int = 6  # more instances than this sends the image to review
-    batch_size: int = 4  # images per detector forward
+    batch_size: int | None = None  # images per detector forward; default 4 on GPU, 1 on CPU (padding mixed
+    # aspect ratios to one batch costs compute and batching gains nothing there)
     shard_size: int = 64  # images per task
     device: str = "auto"
     splits: list[str] = Field(default_factory=lambda: ["train", "val", "test"])
@@ -135,27 +143,35 @@ def to_records(item: AnnotateItem, country: str, det: Detections, width: int, he
     return instances, annotation
 
 
+def detector_batch_size(settings: AnnotateSettings, device: str) -> int:
+    return settings.batch_size or (4 if str(device).startswith("cuda") else 1)
+
+
+def annotate_batch(images: list, prompts: list[list[str]], detector, segmenter, settings: AnnotateSettings) -> list[Detections]:
+    """Boxes (one detector forward for the batch), class-agnostic NMS, masks (one image embedding and all boxes of
+    an image in one prompt), post-filters: the final detections of each image."""
+    out = []
+    for image, det in zip(images, detector.detect(images, prompts), strict=True):
+        det = nms(det, settings.nms_iou, settings.max_instances)
+        if settings.postfilter.drop_full_image_boxes:  # not worth a mask (post_filter drops them again, idempotent)
+            det = drop_full_image_boxes(det, image.width, image.height, settings.postfilter.full_image_box_ratio)
+        det.masks, det.mask_scores = segmenter.segment(np.asarray(image), det.boxes)
+        out.append(post_filter(det, image.width, image.height, settings.postfilter))
+    return out
+
+
 def annotate_items(root: DataRoot, country: str, items: list[AnnotateItem], catalog: Country, detector, segmenter,
                    settings: AnnotateSettings, cfg_hash: str) -> Iterator[tuple[list[InstanceRecord], AnnotationRecord]]:
     """Stream images batch by batch (memory does not grow with the number of images)."""
     from tasks.validate import load_rgb
 
     versions = {"detector": detector.version, "segmenter": segmenter.version}
-    for start in range(0, len(items), settings.batch_size):
-        batch = items[start : start + settings.batch_size]
+    batch_size = detector_batch_size(settings, getattr(detector, "device", "cpu"))
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
         images = [load_rgb(root.read_bytes(item.path)) for item in batch]
         prompts = [prompts_for(catalog, item.dish, settings.generic_phrases) for item in batch]
-        detections = detector.detect(images, prompts)
-        for item, image, det in zip(batch, images, detections, strict=True):
-            det = nms(det, settings.nms_iou, settings.max_instances)
-            if settings.postfilter.drop_full_image_boxes:
-                from tasks.masks import drop_full_image_boxes
-
-                det = drop_full_image_boxes(det, image.width, image.height, settings.postfilter.full_image_box_ratio)
-            array = np.asarray(image)
-            masks, scores = segmenter.segment(array, det.boxes)
-            det.masks, det.mask_scores = masks, scores
-            det = post_filter(det, image.width, image.height, settings.postfilter)
+        for item, image, det in zip(batch, images, annotate_batch(images, prompts, detector, segmenter, settings), strict=True):
             yield to_records(item, country, det, image.width, image.height, cfg_hash, versions, settings)
         del images
 

@@ -14,6 +14,7 @@ import functools
 import io
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -95,72 +96,151 @@ def _dct_basis(n: int, k: int) -> np.ndarray:
     return 2.0 * np.cos(np.pi * rows * (2 * cols + 1) / (2 * n))
 
 
-def _dct_hashes(stack: np.ndarray, hash_size: int) -> list[bytes]:
-    """pHash of each image in an N x S x S float stack: low ``hash_size``^2 DCT-II terms above their median.
-
-    The same numbers as ``imagehash.phash`` (2-D DCT-II without norm, top-left block, median threshold), but only
-    the needed block is computed: ``B @ X @ B.T`` with the first ``hash_size`` rows of the DCT basis.
-    """
-    basis = _dct_basis(stack.shape[1], hash_size)
-    flat = (basis @ stack @ basis.T).reshape(len(stack), -1)
-    packed = np.packbits(flat > np.median(flat, axis=1, keepdims=True), axis=1)
-    return [row.tobytes() for row in packed]
-
-
-def _resample_square(base: np.ndarray, box: tuple[int, int, int, int], side: int) -> np.ndarray:
-    """Nearest-index resample of a box of a square array to ``side`` x ``side`` (cheap crop hashes)."""
-    x0, y0, x1, y1 = box
-    ys = np.linspace(y0, y1 - 1, side).round().astype(int)
-    xs = np.linspace(x0, x1 - 1, side).round().astype(int)
-    return base[np.ix_(ys, xs)]
-
-
 VERIFY_BASE_PX = 64
+VERIFY_BITS_SIDE = 16  # verification hashes: 16 x 16 = 256 bits
+
+
+def _selection(indices: np.ndarray, size: int) -> np.ndarray:
+    """The 0/1 matrix that picks ``indices`` out of ``size`` rows (nearest-index resampling as a matrix)."""
+    out = np.zeros((len(indices), size))
+    out[np.arange(len(indices)), indices] = 1.0
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _phash_plan(crops: tuple[float, ...], hash_size: int, window: float, grid: int) -> tuple[np.ndarray, ...]:
+    """Linear maps from the 64 x 64 base to the low DCT blocks of every inner crop and verification window.
+
+    A window's block is ``L @ base @ R`` with ``L = B @ S_y`` and ``R = (B @ S_x).T`` (``S``: its nearest-index
+    resampling, ``B``: the first rows of the DCT-II basis), so all crops are two batched matrix products, and so are
+    all windows. Returns (crop L, crop R, window L, window R) as k x h x 64 and k x 64 x h stacks.
+    """
+    base = VERIFY_BASE_PX
+    side = hash_size * 4  # imagehash's highfreq_factor
+    basis = _dct_basis(side, hash_size)
+    crop_l, crop_r = [], []
+    for fraction in crops:
+        if fraction < 1.0:
+            x0, y0, x1, y1 = _centre_box((base, base), fraction)
+            ys = np.linspace(y0, y1 - 1, side).round().astype(int)
+            xs = np.linspace(x0, x1 - 1, side).round().astype(int)
+            crop_l.append(basis @ _selection(ys, base))
+            crop_r.append((basis @ _selection(xs, base)).T)
+    win = round(base * window)
+    vbasis = _dct_basis(win, VERIFY_BITS_SIDE)
+    offsets = [round((base - win) * k / max(1, grid - 1)) for k in range(grid)]
+    spans = [np.linspace(0, base - 1, win).round().astype(int)]  # the full square resized to the window side
+    pairs = [(spans[0], spans[0])] + [(np.arange(y, y + win), np.arange(x, x + win)) for y in offsets for x in offsets]
+    win_l = np.stack([vbasis @ _selection(ys, base) for ys, _ in pairs])
+    win_r = np.stack([(vbasis @ _selection(xs, base)).T for _, xs in pairs])
+    empty = np.zeros((0, hash_size, base)), np.zeros((0, base, hash_size))
+    crop_l = np.stack(crop_l) if crop_l else empty[0]
+    crop_r = np.stack(crop_r) if crop_r else empty[1]
+    return crop_l, crop_r, win_l, win_r
+
+
+def _above_median(blocks: np.ndarray) -> list[bytes]:
+    """Each block's bits above its median (imagehash's rule; the median of an even count is the mean of the two
+    middle values, as ``np.median`` computes it), packed big-endian."""
+    flat = blocks.reshape(len(blocks), -1)
+    n = flat.shape[1]
+    ordered = np.sort(flat, axis=1)
+    median = (ordered[:, (n - 1) // 2 : (n - 1) // 2 + 1] + ordered[:, n // 2 : n // 2 + 1]) * 0.5
+    packed = np.packbits(flat > median, axis=1)
+    width = packed.shape[1]
+    raw = packed.tobytes()
+    return [raw[i : i + width] for i in range(0, len(raw), width)]
+
+
+# the orientation tag's IFD entry starts with tag 0x0112 and type SHORT, in either byte order
+_ORIENTATION_ENTRY = (b"\x01\x12\x00\x03", b"\x12\x01\x03\x00")
+
+
+def _exif_segment(data: bytes) -> bytes | None:
+    """The Exif payload of a JPEG's APP1 segment (walking the marker segments before the scan), else ``None``."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: no more header segments
+            return None
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\x00\x00":
+            return data[at + 10 : at + 2 + length]
+        at += 2 + length
+    return None
+
+
+def _may_be_oriented(data: bytes) -> bool:
+    """False when a JPEG's Exif holds no orientation entry, or one that says 1 (upright): then no EXIF parsing is
+    needed. Anything else (2-8, an entry that does not look right, not a JPEG) goes to Pillow's exif_transpose."""
+    if data[:3] != b"\xff\xd8\xff":
+        return True
+    exif = _exif_segment(data)
+    if not exif:
+        return False
+    for entry, order, one in zip(_ORIENTATION_ENTRY, ("big", "little"), (b"\x00\x00\x00\x01", b"\x01\x00\x00\x00"),
+                                 strict=True):
+        at = exif.find(entry)
+        if at >= 0:
+            return exif[at + 4 : at + 8] != one or int.from_bytes(exif[at + 8 : at + 10], order) != 1
+    return False
+
+
+def _decode_grey_jpeg(data: bytes, min_px: int):
+    """libjpeg-turbo through simplejpeg: grey, DCT-scaled to the smallest size >= ``min_px`` (the pixels Pillow's
+    ``draft`` gives, without Pillow's parsing). ``None`` when this fast path does not apply (the caller uses Pillow)."""
+    if _may_be_oriented(data):  # also every non-JPEG
+        return None
+    import simplejpeg
+    from PIL import Image
+
+    try:
+        grey = simplejpeg.decode_jpeg(data, colorspace="GRAY", min_width=min_px, min_height=min_px)
+    except ValueError:  # e.g. truncated or CMYK: Pillow decides (and words the error)
+        return None
+    return Image.fromarray(grey[:, :, 0])
+
+
+def _decode_pillow(data: bytes, colour: bool, min_px: int):
+    from PIL import Image, ImageOps
+
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG":
+        image.draft("RGB" if colour else "L", (min_px, min_px))
+    if _may_be_oriented(data):
+        image = ImageOps.exif_transpose(image)
+    return image.convert("RGB" if colour else "L")
 
 
 def hash_bytes(data: bytes, settings: DedupSettings) -> tuple[list[bytes], list[bytes], tuple[int, int]]:
     """Hashes of one encoded image: (crop hashes, verification hashes, decoded size). Raises on undecodable data.
 
-    One decode (JPEG ``draft`` to about ``decode_px``); the full-frame pHash is imagehash's (LANCZOS to 32x32),
-    inner crops are resampled from a 64x64 base; all DCTs run as one batch. Verification: the image resized once to 64x64, windows taken as array slices,
-    256-bit DCT hashes (the pHash recipe on a 61x61 window).
+    One decode, scaled down in the JPEG decoder to about ``decode_px``, EXIF orientation applied. pHash: the full
+    frame exactly as imagehash.phash (LANCZOS to 32x32, DCT, median); inner crops and the 256-bit verification
+    windows (the pHash recipe on 61x61 windows of a 64x64 bilinear base) through the linear maps of
+    :func:`_phash_plan`.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    image = Image.open(io.BytesIO(data))
     colour = settings.hash_kind == "colorhash"
-    if image.format == "JPEG":
-        image.draft("RGB" if colour else "L", (settings.decode_px, settings.decode_px))
-    image = ImageOps.exif_transpose(image)
-    image = image.convert("RGB" if colour else "L")
+    image = None if colour else _decode_grey_jpeg(data, settings.decode_px)
+    if image is None:
+        image = _decode_pillow(data, colour, settings.decode_px)
     gray = image.convert("L") if colour else image
     base = np.asarray(gray.resize((VERIFY_BASE_PX, VERIFY_BASE_PX), Image.Resampling.BILINEAR), dtype=np.float64)
+    crop_l, crop_r, win_l, win_r = _phash_plan(tuple(settings.crops), settings.hash_size, settings.verify_window,
+                                                 settings.verify_grid)
     if settings.hash_kind == "phash":
-        # the full frame exactly as imagehash.phash (LANCZOS); inner crops resampled from the 64x64 base
-        side = settings.hash_size * 4  # imagehash's highfreq_factor
-        stack = np.stack([
-            np.asarray(image.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64) if f >= 1.0
-            else _resample_square(base, _centre_box(base.shape[::-1], f), side)
-            for f in settings.crops
-        ])
-        crop_hashes = _dct_hashes(stack, settings.hash_size)
+        side = settings.hash_size * 4
+        basis = _dct_basis(side, settings.hash_size)
+        full = np.asarray(image.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64)
+        whole, *inner = _above_median(np.concatenate([(basis @ full @ basis.T)[None], crop_l @ base @ crop_r]))
+        inner_hashes = iter(inner)
+        crop_hashes = [whole if f >= 1.0 else next(inner_hashes) for f in settings.crops]
     else:
         crop_hashes = [pack(_hash_bits(centre_crop(image, f), settings.hash_kind, settings.hash_size)) for f in settings.crops]
-    verify: list[bytes] = []
-    if settings.verify:
-        verify = _dct_hashes(grid_windows_array(base, settings.verify_window, settings.verify_grid), 16)
+    verify = _above_median(win_l @ base @ win_r) if settings.verify else []
     return crop_hashes, verify, image.size
-
-
-def grid_windows_array(base: np.ndarray, fraction: float, steps: int) -> np.ndarray:
-    """The full square (resized to the window side) then ``steps`` x ``steps`` shifted windows, as one stack."""
-    side = base.shape[0]
-    win = round(side * fraction)
-    offsets = [round((side - win) * k / max(1, steps - 1)) for k in range(steps)]
-    full_idx = np.linspace(0, side - 1, win).round().astype(int)
-    windows = [base[np.ix_(full_idx, full_idx)]]
-    windows += [base[y : y + win, x : x + win] for y in offsets for x in offsets]
-    return np.stack(windows)
 
 
 def hash_one(item: HashInput, data: bytes | None, settings: DedupSettings, error: str | None = None) -> HashRecord:
@@ -220,11 +300,15 @@ _pools: dict[int, ProcessPoolExecutor] = {}
 
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
-    """One warm pool per worker count and process: forkserver (safe beside threads) with the hashing modules
-    preloaded, so a shard pays no interpreter start-up."""
+    """One warm pool per worker count and process. Forked when this process runs a single thread (workers start in
+    milliseconds and share the loaded modules); otherwise (Prefect, Dask) through a forkserver with the hashing
+    modules preloaded, since forking a process that runs threads can deadlock the child."""
     if workers not in _pools:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["tasks.dedup", "schemas.tables", "sufra.store", "PIL.Image", "imagehash"])
+        if threading.active_count() == 1:
+            context = multiprocessing.get_context("fork")
+        else:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["tasks.dedup", "schemas.tables", "sufra.store", "PIL.Image", "imagehash"])
         _pools[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         atexit.register(_pools[workers].shutdown, wait=False, cancel_futures=True)
     return _pools[workers]

@@ -1,5 +1,7 @@
 """Annotate: tiny random models saved and loaded through the public loaders; pure post-filters; RLE."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -104,6 +106,51 @@ def test_tiny_grounding_dino_loads_and_detects(tiny_models):
         assert len(det) > 0 and det.boxes.shape[1] == 4
         assert set(det.phrases) <= set(phrases)
         assert det.boxes[:, [0, 2]].max() <= image.width + 1 and det.boxes[:, [1, 3]].max() <= image.height + 1
+
+
+@pytest.fixture(scope="module")
+def tiny_package_gdino(tmp_path_factory):
+    from models.tiny import save_tiny_groundingdino_package
+
+    return save_tiny_groundingdino_package(tmp_path_factory.mktemp("gdino-package"), ["koshari", "mahshi", "food", "dish"])
+
+
+def test_groundingdino_package_backend_loads_and_detects(tiny_package_gdino, tmp_path):
+    import shutil
+
+    detector = build_detector(tiny_package_gdino)
+    images = [scene(1), scene(2, (200, 300))]
+    prompts = [["koshari", "food"], ["mahshi", "dish"]]
+    out = detector.detect(images, prompts)
+    assert len(out) == 2
+    for det, image, phrases in zip(out, images, prompts, strict=True):
+        assert len(det) > 0 and det.boxes.shape == (len(det), 4) and det.boxes.dtype == np.float32
+        assert set(det.phrases) <= set(phrases)
+        assert (det.boxes[:, 2] > det.boxes[:, 0]).all() and (det.boxes[:, 3] > det.boxes[:, 1]).all()
+        assert det.boxes[:, [0, 2]].max() <= image.width and det.boxes[:, [1, 3]].max() <= image.height
+    # the same weights elsewhere: same version (the annotate cache key), same boxes
+    moved = tmp_path / "moved"
+    shutil.copytree(Path(tiny_package_gdino.checkpoint).parent, moved)
+    spec = tiny_package_gdino.model_copy(update={k: str(moved / Path(getattr(tiny_package_gdino, k)).name)
+                                                 for k in ("config_path", "checkpoint", "text_encoder")})
+    again = build_detector(spec)
+    assert again.version == detector.version
+    np.testing.assert_allclose(again.detect(images[:1], prompts[:1])[0].boxes, out[0].boxes, rtol=1e-5, atol=1e-3)
+
+
+def test_groundingdino_package_backend_errors_are_one_line(tiny_package_gdino, tmp_path):
+    import torch
+
+    wrong = tmp_path / "wrong.pth"
+    for weights, message in [(torch.zeros(4, 256), r"\d+ weights missing \(e\.g\. transformer\."), (torch.zeros(4, 32), "size mismatch")]:
+        torch.save({"model": {"transformer.level_embed": weights}}, wrong)
+        with pytest.raises(SufraError, match=r"does not fit config 'GroundingDINO_tiny.py': " + message) as info:
+            build_detector(tiny_package_gdino.model_copy(update={"checkpoint": str(wrong)}))
+        assert "\n" not in str(info.value)
+    with pytest.raises(ModelUnavailableError, match="does not exist"):
+        build_detector(tiny_package_gdino.model_copy(update={"checkpoint": str(tmp_path / "nope.pth")}))
+    with pytest.raises(SufraError, match="config .* does not exist"):
+        build_detector(tiny_package_gdino.model_copy(update={"config_path": str(tmp_path / "nope.py")}))
 
 
 @pytest.mark.parametrize("backend", ["sam", "sam2"])

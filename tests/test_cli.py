@@ -22,6 +22,7 @@ BAD = [
     (["annotate", "-c", "egypt", "--preset", "best"], "unknown preset 'best'"),
     (["annotate", "-c", "egypt", "--segmenter", "mask2former"], "--segmenter must be"),
     (["annotate", "-c", "egypt"], "not in the local Hugging Face cache"),
+    (["annotate", "-c", "egypt", "--detector", "groundingdino:/nonexistent.pth"], "checkpoint '/nonexistent.pth' does not exist"),
     (["export", "-c", "egypt", "--version", "v1", "--images", "hardlink"], "--images"),
     (["export", "-c", "egypt", "--version", "v1"], "nothing to export"),
     (["features", "--export", "/nonexistent"], "is not an export folder"),

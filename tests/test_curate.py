@@ -78,6 +78,30 @@ def test_hash_matches_imagehash_and_is_stable():
     assert hash_bytes(data, DedupSettings())[0] == hash_bytes(data, DedupSettings())[0]
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_hash_applies_exif_orientation(orientation, byte_order):
+    """The fast grey JPEG path (simplejpeg) and Pillow's exif_transpose path agree: an image stored sideways with
+    an EXIF orientation hashes like the upright image; orientation 1 written explicitly changes nothing."""
+    import io
+
+    from PIL import Image
+
+    upright = scene(5, (320, 200))
+    stored = upright.transpose({1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+                                8: Image.Transpose.ROTATE_270}[orientation]) if orientation != 1 else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif.endian = byte_order  # both TIFF byte orders (MM / II)
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    reference = hash_bytes(jpeg(upright, 95), DedupSettings())
+    rotated = hash_bytes(out.getvalue(), DedupSettings())
+    assert rotated[2][0] > rotated[2][1]  # decoded upright (landscape), whichever decoder scale was used
+    distance = sum(bin(a ^ b).count("1") for a, b in zip(rotated[0][0], reference[0][0], strict=True))
+    assert distance <= 4  # the same picture (JPEG of a rotated image differs by rounding only)
+
+
 @pytest.mark.parametrize("kind, bits", [("phash", 64), ("dhash", 64), ("whash", 64), ("colorhash", 56)])
 def test_hash_kinds_selectable(kind, bits):
     crops, _, _ = hash_bytes(jpeg(scene(1)), DedupSettings(hash_kind=kind))
