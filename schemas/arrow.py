@@ -9,8 +9,10 @@ struct; ``X | None`` -> nullable, otherwise the column is not nullable.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -75,6 +77,22 @@ def to_arrow_value(annotation: Any, value: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
         return {name: to_arrow_value(info.annotation, value.get(name)) for name, info in annotation.model_fields.items()}
     return value
+
+
+@functools.cache
+def field_converters(record: type[BaseModel]) -> tuple[tuple[str, Callable[[Any], Any] | None, Callable[[Any], Any] | None], ...]:
+    """Per field of a record class: (name, to-arrow converter, from-arrow converter), ``None`` where values pass as
+    they are (scalars, lists of scalars). Worked out once per class: the per-value type inspection cost ~0.2 ms a
+    row, the main cost of writing a table."""
+    out = []
+    for name, info in record.model_fields.items():
+        inner, _ = _unwrap_optional(info.annotation)
+        if typing.get_origin(inner) is dict or (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            out.append((name, functools.partial(to_arrow_value, info.annotation),
+                        functools.partial(from_arrow_value, info.annotation)))
+        else:
+            out.append((name, None, None))
+    return tuple(out)
 
 
 def from_arrow_value(annotation: Any, value: Any) -> Any:

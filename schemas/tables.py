@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.arrow import arrow_schema, from_arrow_value, to_arrow_value
+from schemas.arrow import arrow_schema, field_converters
 
 SCHEMA_VERSION = "1.0"
 """Bumped on any change of a table's columns; written to every Parquet file as ``sufra.schema_version``."""
@@ -184,23 +184,20 @@ class Table:
 
     def to_arrow(self, rows: list[Record] | list[dict[str, Any]]) -> pa.Table:
         """Validate rows (records or dicts) into an arrow table with this table's schema."""
-        fields = self.record.model_fields
+        converters = field_converters(self.record)
         dumped = []
         for row in rows:
             record = row if isinstance(row, self.record) else self.record.model_validate(row)
-            dumped.append({name: to_arrow_value(fields[name].annotation, value) for name, value in record.model_dump().items()})
+            values = record.model_dump()
+            dumped.append({name: convert(values[name]) if convert else values[name] for name, convert, _ in converters})
         return pa.Table.from_pylist(dumped, schema=self.schema)
 
     def to_records(self, table: pa.Table) -> list[Record]:
-        fields = self.record.model_fields
-        out = []
-        for row in table.select(list(fields)).to_pylist():
-            out.append(
-                self.record.model_validate(
-                    {name: from_arrow_value(info.annotation, row[name]) for name, info in fields.items()}
-                )
-            )
-        return out
+        converters = field_converters(self.record)
+        return [
+            self.record.model_validate({name: convert(row[name]) if convert else row[name] for name, _, convert in converters})
+            for row in table.select(list(self.record.model_fields)).to_pylist()
+        ]
 
 
 CANDIDATES = Table("candidates", Candidate, "url_hash")

@@ -6,15 +6,15 @@ Each URL ends as exactly one ``images`` row: ``ok`` with the stored image's sha2
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from schemas.tables import Candidate, ImageRecord
+from sufra.pools import discard_pool, process_pool
 from sufra.store import DataRoot, utcnow
 from tasks.http import Fetcher, FetchError, FetchSettings
 from tasks.validate import Rejection, ValidationSettings, validate_image
@@ -112,20 +112,27 @@ def download_processes(candidates: list[Candidate], root: DataRoot, fetch: Fetch
         per_host_requests_per_s=fetch.per_host_requests_per_s / processes,
     ))
     chunks = [candidates[i : i + chunk_size] for i in range(0, len(candidates), chunk_size)]
-    context = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Prefect, pools)
     done: set[int] = set()
+    futures = {}
     try:
-        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-            futures = {pool.submit(_download_chunk, chunk, root.url, worker_fetch, validation, threads): i
-                       for i, chunk in enumerate(chunks)}
-            for future in as_completed(futures):
-                rows = future.result()
-                done.add(futures[future])
-                yield from rows
-    except BrokenProcessPool as exc:  # e.g. run from a REPL or stdin, where spawned workers cannot start
+        pool = process_pool(processes, DOWNLOAD_PRELOAD)
+        futures = {pool.submit(_download_chunk, chunk, root.url, worker_fetch, validation, threads): i
+                   for i, chunk in enumerate(chunks)}
+        for future in as_completed(futures):
+            rows = future.result()
+            done.add(futures[future])
+            yield from rows
+    except BrokenProcessPool as exc:  # e.g. a worker killed, or workers that cannot start (REPL, stdin)
+        discard_pool(processes, DOWNLOAD_PRELOAD)
         logging.getLogger(__name__).warning("worker processes unavailable (%s); continuing with threads", exc)
         rest = [c for i, chunk in enumerate(chunks) if i not in done for c in chunk]
         yield from download_threads(rest, root, Fetcher(fetch), validation, threads)
+    finally:  # the pool outlives this call: chunks not started yet are dropped when the caller stops early
+        for future in futures:
+            future.cancel()
+
+
+DOWNLOAD_PRELOAD = ("tasks.download", "tasks.jpeg", "schemas.tables", "sufra.store", "PIL.Image", "simplejpeg", "urllib3")
 
 
 def download_many(candidates: list[Candidate], root: DataRoot, fetch: FetchSettings, validation: ValidationSettings,

