@@ -36,14 +36,21 @@ class ClipModel:
 
     @classmethod
     def load(cls, spec: ClipSpec, device: str = "cpu") -> ClipModel:
+        """Built once per process for the same spec and device (see :func:`models.weights.load_once`)."""
         import open_clip
 
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(spec.model, pretrained=spec.pretrained, device=device)
-        except Exception as exc:
-            raise ModelUnavailableError(f"cannot load CLIP {spec.model}/{spec.pretrained} ({type(exc).__name__}); "
-                                        "download the weights where there is internet or pass a checkpoint path") from None
-        return cls(model.eval(), open_clip.get_tokenizer(spec.model), preprocess, f"{spec.model}:{spec.pretrained}")
+        from models.weights import load_once
+
+        def build() -> ClipModel:
+            try:
+                model, _, preprocess = open_clip.create_model_and_transforms(spec.model, pretrained=spec.pretrained,
+                                                                             device=device)
+            except Exception as exc:
+                raise ModelUnavailableError(f"cannot load CLIP {spec.model}/{spec.pretrained} ({type(exc).__name__}); "
+                                            "download the weights where there is internet or pass a checkpoint path") from None
+            return cls(model.eval(), open_clip.get_tokenizer(spec.model), preprocess, f"{spec.model}:{spec.pretrained}")
+
+        return load_once(f"clip:{spec.model_dump_json()}:{device}", build)
 
     def encode_images(self, images: list) -> torch.Tensor:
         with torch.no_grad():  # not inference_mode: the embeddings train the probe

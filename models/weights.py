@@ -7,9 +7,13 @@ Where nothing is cached and the network is unreachable, loading fails at once wi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sufra.errors import ModelUnavailableError
+
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -69,6 +73,17 @@ def fetch_checkpoint(url_or_path: str, connect_timeout_s: float = 10, read_timeo
             f"cannot download checkpoint {url_or_path} ({type(exc).__name__}); "
             "download it where there is internet and pass the file path") from None
     return target
+
+
+_loaded: dict[str, object] = {}
+
+
+def load_once(key: str, factory: Callable[[], T]) -> T:
+    """The model(s) ``factory`` builds, built once per process and key: the CLI loads them first to fail fast with
+    one line, then the flow in the same process reuses them instead of loading again."""
+    if key not in _loaded:
+        _loaded[key] = factory()
+    return _loaded[key]  # type: ignore[return-value]
 
 
 def model_identity(name_or_path: str) -> str:

@@ -176,18 +176,18 @@ def annotate_items(root: DataRoot, country: str, items: list[AnnotateItem], cata
         del images
 
 
-_models: dict[str, tuple] = {}
-
-
 def load_models(settings: AnnotateSettings):
     """Detector and segmenter for the settings, built once per process."""
     from models.build import pick_device
     from models.detectors import build_detector
     from models.segmenters import build_segmenter
+    from models.weights import load_once
 
     detector_spec, segmenter_spec = settings.resolved()
     key = json.dumps([detector_spec.model_dump(), segmenter_spec.model_dump(), settings.device], sort_keys=True)
-    if key not in _models:
+
+    def build():
         device = pick_device(settings.device)
-        _models[key] = (build_detector(detector_spec, device), build_segmenter(segmenter_spec, device))
-    return _models[key]
+        return build_detector(detector_spec, device), build_segmenter(segmenter_spec, device)
+
+    return load_once(f"annotate:{key}", build)

@@ -55,11 +55,15 @@ def instance_tensors(image, boxes: torch.Tensor, masks: torch.Tensor, backbone: 
 def _load_extractors(settings: FeatureSettings):
     from models.build import pick_device
     from models.extractors import DepthExtractor, EfficientNetExtractor, FlatDepth
+    from models.weights import load_once
 
-    device = pick_device(settings.device)
-    backbone = EfficientNetExtractor(settings.extractor, device)
-    depth = DepthExtractor(settings.extractor.depth_model, device) if settings.extractor.depth_model else FlatDepth()
-    return backbone, depth
+    def build():
+        device = pick_device(settings.device)
+        backbone = EfficientNetExtractor(settings.extractor, device)
+        depth = DepthExtractor(settings.extractor.depth_model, device) if settings.extractor.depth_model else FlatDepth()
+        return backbone, depth
+
+    return load_once(f"features:{settings.extractor.model_dump_json()}:{settings.device}", build)
 
 
 def read_index(folder: Path) -> list[dict]:
