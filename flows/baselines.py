@@ -23,7 +23,7 @@ def baselines(export_path: str, benchmark_set: str = "egypt5", general_set: str 
                                           "clip": clip.model_dump()}) as manifest:
         result = run_baselines(Path(export_path), ClipModel.load(clip), benchmark_classes(benchmark_set),
                                benchmark_classes(general_set))
-        out = Path(root.local_path(root.path("runs", manifest.run_id)) or root.path("runs", manifest.run_id))
+        out = root.working_dir("runs", manifest.run_id)
         out.mkdir(parents=True, exist_ok=True)
         (out / "baselines.json").write_text(json.dumps(result, indent=1))
         manifest.counts = result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -15,7 +13,7 @@ from tasks.features import FeatureSettings, extract_features
 @task(name="extract-features", cache_policy=NO_CACHE, tags=["gpu"])
 def extract_task(data_root: str, export_path: str, settings: FeatureSettings, show_progress: bool) -> dict:
     root = DataRoot(data_root)
-    out_root = Path(root.local_path(root.path("features")) or root.path("features"))
+    out_root = root.working_dir("features")
     bar = progress_bar(show_progress, "features", "img")
     try:
         return extract_features(root, export_path, out_root, settings, progress=bar.update if bar else None)

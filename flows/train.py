@@ -20,7 +20,7 @@ def train(cache_folder: str, data_root: str = "./data", settings: TrainSettings 
     root = DataRoot(data_root)
     with run_manifest(root, "train", {"cache": cache_folder, "settings": settings.model_dump()}) as manifest:
         tensors, index = load_cache(Path(cache_folder))
-        out_dir = Path(root.local_path(root.path("checkpoints", manifest.run_id)) or root.path("checkpoints", manifest.run_id))
+        out_dir = root.working_dir("checkpoints", manifest.run_id)
         bar = progress_bar(show_progress, "train", "epoch", settings.epochs)
 
         def on_epoch(record: dict) -> None:

@@ -114,6 +114,12 @@ def _validated(model, what: str = "", **values):
         raise SufraError(f"--{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}{what}") from None
 
 
+def _require_output(folder: str | Path, marker: str, kind: str, command: str) -> None:
+    """One line when ``folder`` is not what ``sufra <command>`` writes (its ``marker`` file is missing)."""
+    if not Path(folder, marker).exists():
+        raise SufraError(f"'{folder}' is not {kind} (no {marker}); run `sufra {command}` first")
+
+
 def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out = {}
     for value in values or []:
@@ -337,8 +343,7 @@ def features(
     from tasks.features import FeatureSettings, _load_extractors
 
     settings = _settings(data_root)
-    if not Path(export, "instances.parquet").exists():
-        raise SufraError(f"'{export}' is not an export folder (no instances.parquet); run `sufra export` first")
+    _require_output(export, "instances.parquet", "an export folder", "export")
     feature_settings = FeatureSettings(extractor=ExtractorSpec(
         backbone=backbone, backbone_weights=None if backbone_weights == "none" else backbone_weights,
         depth_model=None if depth_model == "none" else depth_model))
@@ -368,8 +373,7 @@ def train(
     from tasks.train import TrainSettings
 
     settings = _settings(data_root)
-    if not Path(cache, "index.jsonl").exists():
-        raise SufraError(f"'{cache}' is not a feature cache (no index.jsonl); run `sufra features` first")
+    _require_output(cache, "index.jsonl", "a feature cache", "features")
     classes = None
     if benchmark_set:
         from flows.evaluate import benchmark_classes
@@ -420,8 +424,7 @@ def baselines(
     from models.clip_baselines import ClipModel, ClipSpec
 
     settings = _settings(data_root)
-    if not Path(export, "images.parquet").exists():
-        raise SufraError(f"'{export}' is not an export folder (no images.parquet); run `sufra export` first")
+    _require_output(export, "images.parquet", "an export folder", "export")
     benchmark_classes(benchmark_set)
     benchmark_classes(general_set)
     spec = ClipSpec(model=clip_model, pretrained=pretrained)

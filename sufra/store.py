@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -112,6 +113,12 @@ class DataRoot:
     def local_path(self, path: str) -> str | None:
         """The OS path of ``path`` when the root is local, else ``None``."""
         return path if self.is_local else None
+
+    def working_dir(self, *parts: str) -> Path:
+        """A folder under the root as a ``Path`` for code that writes with plain file APIs (checkpoints, caches);
+        local roots only give a real OS path."""
+        path = self.path(*parts)
+        return Path(self.local_path(path) or path)
 
     # -- atomic writes -----------------------------------------------------------------------------------------
     def write_bytes_atomic(self, path: str, data: bytes) -> None:
