@@ -72,18 +72,14 @@ def pack(bits: np.ndarray) -> bytes:
     return np.packbits(bits).tobytes()
 
 
-def centre_crop(image, fraction: float):
-    if fraction >= 1.0:
-        return image
-    w, h = image.size
-    dx, dy = round(w * (1 - fraction) / 2), round(h * (1 - fraction) / 2)
-    return image.crop((dx, dy, w - dx, h - dy))
-
-
 def _centre_box(size: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
     w, h = size
     dx, dy = round(w * (1 - fraction) / 2), round(h * (1 - fraction) / 2)
     return (dx, dy, w - dx, h - dy)
+
+
+def centre_crop(image, fraction: float):
+    return image if fraction >= 1.0 else image.crop(_centre_box(image.size, fraction))
 
 
 @functools.lru_cache(maxsize=16)

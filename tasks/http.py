@@ -22,7 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+import certifi
+import urllib3
 from pydantic import BaseModel, Field
+from urllib3 import exceptions as http_errors
 
 DEFAULT_USER_AGENT = "sufra/0.1 (food dataset research crawler; +https://github.com/sufra-food/sufra)"
 
@@ -168,9 +171,6 @@ class Fetcher:
     read in full; no cookies are kept and no proxy is taken from the environment."""
 
     def __init__(self, settings: FetchSettings, limiter: HostLimiter | None = None):
-        import certifi
-        import urllib3
-
         self.settings = settings
         self.limiter = limiter or shared_limiter(settings)
         self._pool = urllib3.PoolManager(
@@ -199,23 +199,20 @@ class Fetcher:
                     raise FetchError(exc.reason, f"gave up after {attempt} attempt(s)") from None
                 time.sleep(wait)
 
-    def _get(self, url: str, remaining: float):
-        import urllib3
-        from urllib3 import exceptions as e
-
+    def _get(self, url: str, remaining: float) -> urllib3.BaseHTTPResponse:
         s = self.settings
         timeout = urllib3.Timeout(connect=min(s.connect_timeout_s, remaining), read=min(s.read_timeout_s, remaining))
         try:
             return self._pool.request("GET", url, preload_content=False, redirect=False, retries=False, timeout=timeout)
-        except e.NewConnectionError as exc:  # (a ConnectTimeoutError subclass in urllib3 2)
+        except http_errors.NewConnectionError as exc:  # (a ConnectTimeoutError subclass in urllib3 2)
             raise _Retryable("connect_error", detail=type(exc).__name__) from None
-        except e.ConnectTimeoutError:
+        except http_errors.ConnectTimeoutError:
             raise _Retryable("connect_timeout") from None
-        except e.ReadTimeoutError:
+        except http_errors.ReadTimeoutError:
             raise FetchError("timeout", f"no answer within {s.read_timeout_s:g} s") from None
-        except (e.ProtocolError, e.SSLError, e.ProxyError, OSError) as exc:
+        except (http_errors.ProtocolError, http_errors.SSLError, http_errors.ProxyError, OSError) as exc:
             raise _Retryable("connect_error", detail=type(exc).__name__) from None
-        except (e.HTTPError, ValueError) as exc:  # LocationValueError, LocationParseError, bad header values ...
+        except (http_errors.HTTPError, ValueError) as exc:  # LocationValueError, LocationParseError, bad header values ...
             raise FetchError("bad_url", type(exc).__name__) from None
 
     def _fetch_once(self, url: str, accept: tuple[str, ...] | None, deadline: float) -> FetchResult:
