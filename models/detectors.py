@@ -129,9 +129,8 @@ class GroundingDinoPackageDetector:
             from groundingdino.util.slconfig import SLConfig
         except ImportError:
             raise SufraError("detector backend 'groundingdino' needs the extra: pip install 'sufra[groundingdino]'") from None
-        import torch
 
-        from models.weights import fetch_checkpoint, model_identity, resolve_pretrained
+        from models.weights import fetch_checkpoint, load_state, model_identity, resolve_pretrained
 
         config_path = Path(spec.config_path or Path(groundingdino.__file__).parent / "config" / "GroundingDINO_SwinT_OGC.py")
         if not config_path.is_file():
@@ -143,8 +142,8 @@ class GroundingDinoPackageDetector:
         args.device = device
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints its text encoder path
             model = build_model(args)
-        with torch.serialization.safe_globals([argparse.Namespace]):  # official checkpoints carry their args
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        # official checkpoints carry their training args
+        state = load_state(checkpoint, "groundingdino checkpoint", safe_globals=(argparse.Namespace,))
         misfit = f"groundingdino checkpoint '{checkpoint.name}' does not fit config '{config_path.name}'"
         try:
             missing, _ = model.load_state_dict(clean_state_dict(state.get("model", state)), strict=False)

@@ -22,7 +22,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _load_torchvision_weights(model, weights: str | None, builder_name: str):
-    import torch
 
     if weights is None:
         return model
@@ -36,10 +35,9 @@ def _load_torchvision_weights(model, weights: str | None, builder_name: str):
                 f"cannot download torchvision weights for {builder_name} ({type(exc).__name__}); download them where "
                 "there is internet (they are cached under ~/.cache/torch) or pass a .pth path") from None
     else:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise ModelUnavailableError(f"weights file '{weights}' does not exist") from None
+        from models.weights import load_state
+
+        state = load_state(weights, "weights file")
     model.load_state_dict(state)
     return model
 

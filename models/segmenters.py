@@ -37,7 +37,7 @@ class SamSegmenter:
         from segment_anything import SamPredictor
 
         from models.build import SAM_ARCHS, SAM_CHECKPOINT_URLS, build_sam
-        from models.weights import fetch_checkpoint
+        from models.weights import fetch_checkpoint, load_state
 
         if model is None:
             if spec.model_type not in SAM_ARCHS:
@@ -46,8 +46,7 @@ class SamSegmenter:
             if source is None:
                 raise SufraError(f"SAM model_type '{spec.model_type}' has no official checkpoint: pass one")
             model = build_sam(SAM_ARCHS[spec.model_type])
-            state = torch.load(fetch_checkpoint(source), map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
+            model.load_state_dict(load_state(fetch_checkpoint(source), "SAM checkpoint"))
         self.model = model.to(device).eval()
         self.predictor = SamPredictor(self.model)
         self.device = device

@@ -75,6 +75,21 @@ def fetch_checkpoint(url_or_path: str, connect_timeout_s: float = 10, read_timeo
     return target
 
 
+def load_state(path: str | Path, what: str, safe_globals: tuple[type, ...] = ()) -> dict:
+    """A PyTorch checkpoint (``weights_only``) as its state dict; a missing or unreadable file is one line."""
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelUnavailableError(f"{what} '{path}' does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ModelUnavailableError(f"cannot read {what} '{path}': not a PyTorch checkpoint ({type(exc).__name__})") from None
+
+
 _loaded: dict[str, object] = {}
 
 

@@ -141,6 +141,8 @@ def test_groundingdino_package_backend_loads_and_detects(tiny_package_gdino, tmp
 def test_groundingdino_package_backend_errors_are_one_line(tiny_package_gdino, tmp_path):
     import torch
 
+    from models.segmenters import SegmenterSpec
+
     wrong = tmp_path / "wrong.pth"
     for weights, message in [(torch.zeros(4, 256), r"\d+ weights missing \(e\.g\. transformer\."), (torch.zeros(4, 32), "size mismatch")]:
         torch.save({"model": {"transformer.level_embed": weights}}, wrong)
@@ -149,6 +151,13 @@ def test_groundingdino_package_backend_errors_are_one_line(tiny_package_gdino, t
         assert "\n" not in str(info.value)
     with pytest.raises(ModelUnavailableError, match="does not exist"):
         build_detector(tiny_package_gdino.model_copy(update={"checkpoint": str(tmp_path / "nope.pth")}))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"<html>not a checkpoint</html>")
+    with pytest.raises(ModelUnavailableError, match="cannot read groundingdino checkpoint .*not a PyTorch checkpoint") as info:
+        build_detector(tiny_package_gdino.model_copy(update={"checkpoint": str(garbage)}))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ModelUnavailableError, match="cannot read SAM checkpoint .*not a PyTorch checkpoint"):
+        build_segmenter(SegmenterSpec(backend="sam", model_type="tiny", checkpoint=str(garbage)))
     with pytest.raises(SufraError, match="config .* does not exist"):
         build_detector(tiny_package_gdino.model_copy(update={"config_path": str(tmp_path / "nope.py")}))
 
