@@ -36,7 +36,7 @@ class SamSegmenter:
         import torch
         from segment_anything import SamPredictor
 
-        from models.build import SAM_ARCHS, SAM_CHECKPOINT_URLS, build_sam
+        from models.build import SAM_ARCHS, SAM_CHECKPOINT_URLS, build_sam, fuse_sam_attention
         from models.weights import fetch_checkpoint, load_state
 
         if model is None:
@@ -47,6 +47,7 @@ class SamSegmenter:
                 raise SufraError(f"SAM model_type '{spec.model_type}' has no official checkpoint: pass one")
             model = build_sam(SAM_ARCHS[spec.model_type])
             model.load_state_dict(load_state(fetch_checkpoint(source), "SAM checkpoint"))
+        fuse_sam_attention(model)
         self.model = model.to(device).eval()
         self.predictor = SamPredictor(self.model)
         self.device = device

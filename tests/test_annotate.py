@@ -173,6 +173,42 @@ def test_tiny_segmenters_load_and_segment(tiny_models, backend):
     assert empty_masks.shape == (0, 240, 320)
 
 
+def test_fused_sam_attention_matches_segment_anything():
+    """Our encoder attention (SDPA + decomposed rel-pos mask) is the stock one: same outputs, same state_dict, and
+    the segmenter's masks equal those of segment_anything's own predictor on the same weights."""
+    import copy
+
+    import torch
+    from segment_anything import SamPredictor
+
+    from models.build import SAM_ARCHS, build_sam, fuse_sam_attention
+    from models.segmenters import SamSegmenter, SegmenterSpec
+
+    torch.manual_seed(0)
+    stock = build_sam(SAM_ARCHS["tiny"])
+    for block in stock.image_encoder.blocks:  # rel-pos tables start at zero: give them values to get wrong
+        torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
+        torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
+    fused = copy.deepcopy(stock)
+    fuse_sam_attention(fused)
+    assert {type(b.attn).__name__ for b in fused.image_encoder.blocks} == {"SdpaRelPosAttention"}
+    assert fused.state_dict().keys() == stock.state_dict().keys()
+    x = torch.randn(2, 3, 256, 256)
+    with torch.inference_mode():
+        expected, got = stock.image_encoder(x), fused.image_encoder(x)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+    image = np.asarray(scene(5))
+    boxes = np.array([[10, 10, 150, 120], [60, 40, 300, 230]], np.float32)
+    masks, scores = SamSegmenter(SegmenterSpec(model_type="tiny"), model=copy.deepcopy(stock)).segment(image, boxes)
+    predictor = SamPredictor(stock)
+    predictor.set_image(image)
+    for i, box in enumerate(boxes):
+        one, score, _ = predictor.predict(box=box, multimask_output=False)
+        assert (one[0] != masks[i]).mean() < 1e-3 and abs(score[0] - scores[i]) < 1e-4
+
+
 def test_sam_checkpoint_from_url_is_cached(tiny_models, tmp_path, monkeypatch, engine_server):
     monkeypatch.setenv("SUFRA_MODEL_CACHE", str(tmp_path / "cache"))
     data = open(tiny_models["sam"].checkpoint, "rb").read()
