@@ -4,7 +4,8 @@ side by side with imagededup's PHash (encode_images + find_duplicates at the sam
     .venv/bin/python benchmarks/dedup.py [--quick]
 
 Transform set: the sample photos (../shared/data when present, else generated scenes) plus, for 300 of them, one
-copy each under resize 50%, JPEG q60, 5% crop, text overlay or brightness +20% (60 of each).
+copy each under resize 50%, JPEG q60, 5% crop, text overlay or brightness +20% (60 of each). Hashing speed: the best
+of ``--repeats`` interleaved runs per tool (noise here only slows runs down), ours each time with a cold pool.
 """
 
 from __future__ import annotations
@@ -94,12 +95,15 @@ def score(pairs: set[tuple[str, str]], truth: dict[str, str]) -> tuple[float, in
 
 
 def ours(files: list[Path], threshold: int) -> dict:
-    from tasks.dedup import DedupSettings, HashInput, hash_images, pair_search, verified_distance
+    """One hashing run with a cold worker pool (imagededup starts its pool per call too), then the search."""
+    from tasks.dedup import HASH_PRELOAD, DedupSettings, HashInput, hash_images, pair_search, verified_distance
+    from sufra.pools import discard_pool
 
     settings = DedupSettings(candidate_threshold=threshold)
     items = [HashInput(p.name, "bench", "bench", str(p), 0, 0) for p in files]
+    discard_pool(settings.workers, HASH_PRELOAD)
     with timer() as t_hash:
-        records = [r for chunk in hash_images(items, "/", settings) for r in chunk]
+        records = [r for chunk in hash_images(items, None, settings) for r in chunk]
     records = [r for r in records if r.status == "ok"]
     codes = np.array([np.frombuffer(h, np.uint8) for r in records for h in r.hashes])
     owners = np.repeat(np.arange(len(records)), [len(r.hashes) for r in records])
@@ -130,18 +134,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="search scaling up to 100k hashes only")
     parser.add_argument("--threshold", type=int, default=12, help="Hamming threshold (both tools)")
+    parser.add_argument("--repeats", type=int, default=3, help="hashing runs per tool; the best counts")
     args = parser.parse_args()
     folder = BENCH_DIR / "dedup" / "images"
     files, truth = build_transform_set(folder)
-    mine = ours(files, args.threshold)
     python = baseline_python("imagededup", ["imagededup"])
-    proc = subprocess.run([str(python), "-c", IMAGEDEDUP_CODE, str(folder), str(args.threshold)],
-                          capture_output=True, text=True, check=True)
-    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(args.repeats):  # interleaved, so a slow phase of this machine hits both tools alike
+        mine = ours(files, args.threshold)
+        proc = subprocess.run([str(python), "-c", IMAGEDEDUP_CODE, str(folder), str(args.threshold)],
+                              capture_output=True, text=True, check=True)
+        theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs.append((mine["hash_per_s"], theirs["n"] / theirs["encode_s"]))
+    mine["hash_per_s"] = max(r[0] for r in runs)  # best run per tool: noise here only ever slows a run down
     their_pairs = {tuple(p) for p in theirs["pairs"]}
     our_recall, our_false, our_missed = score(mine["pairs"], truth)
     their_recall, their_false, their_missed = score(their_pairs, truth)
-    their_rate = theirs["n"] / theirs["encode_s"]
+    their_rate = max(r[1] for r in runs)
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     scaling = search_scaling(sizes)
     exponent = math.log(scaling[sizes[-1]] / scaling[sizes[0]]) / math.log(sizes[-1] / sizes[0])
@@ -155,7 +164,7 @@ def main() -> None:
           "ratio": round(mine["hash_per_s"] / their_rate, 2), "baseline_name": "imagededup PHash encode_images",
           "recall": round(our_recall, 4), "false_pairs": our_false, "baseline_recall": round(their_recall, 4),
           "baseline_false_pairs": their_false, "search_s": {str(k): round(v, 2) for k, v in scaling.items()},
-          "growth_exponent": round(exponent, 2)})
+          "growth_exponent": round(exponent, 2), "runs_images_per_s": [[round(a), round(b)] for a, b in runs]})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -12,14 +13,16 @@ _lock = threading.Lock()
 
 
 def process_pool(workers: int, preload: tuple[str, ...]) -> ProcessPoolExecutor:
-    """Forked when this process runs a single thread (workers start in milliseconds and share the loaded modules);
-    otherwise (Prefect, Dask) through a forkserver with ``preload`` imported once, since forking a process that runs
+    """Forked when this process runs a single thread, after importing ``preload`` here (workers start in
+    milliseconds with every module they need already loaded, instead of each importing them); otherwise (Prefect, Dask) through a forkserver with ``preload`` imported once, since forking a process that runs
     threads can deadlock the child. Python 3.11+ launches all workers of a fork pool at once, before its own
     manager thread exists."""
     key = (workers, preload)
     with _lock:
         if key not in _pools:
             if threading.active_count() == 1:
+                for module in preload:
+                    importlib.import_module(module)
                 context = multiprocessing.get_context("fork")
             else:
                 context = multiprocessing.get_context("forkserver")

@@ -38,7 +38,9 @@ class DedupSettings(BaseModel):
     verify_threshold: int = 64  # of 256 bits, aligned windows vs full image
     verify_window: float = 0.95
     verify_grid: int = 3
-    decode_px: int = 64  # JPEG draft target: the decoder scales down (1/2..1/8) to at least this
+    # JPEG decode target: the decoder scales down (1/2..1/8) keeping both sides >= this; 32 = the pHash input side
+    # (a 512 x 384 photo decodes at 64 x 48: DC coefficients only; the 5%-crop transform set keeps recall 1.0)
+    decode_px: int = 32
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     block_size: int = 131072  # hashes per search block
 
@@ -101,62 +103,88 @@ def _selection(indices: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+class _BlockPlan:
+    """Distinct row maps (stacked into ``left``) and column maps (side by side in ``right``) on the 64 x 64 base,
+    with the flat indices of each wanted block in the ``left @ base @ right`` product."""
+
+    def __init__(self, base: int):
+        self.base = base
+        self.maps: dict[str, list[np.ndarray]] = {"rows": [], "cols": []}
+        self.placed: dict[str, dict[tuple, tuple[int, int]]] = {"rows": {}, "cols": {}}
+
+    def _place(self, side: str, basis: np.ndarray, indices: np.ndarray) -> tuple[int, int]:
+        """(first row, row count) of ``basis @ S(indices)`` in the stacked maps of ``side``, added once."""
+        key = (basis.shape, tuple(indices))
+        if key not in self.placed[side]:
+            start = sum(len(m) for m in self.maps[side])
+            self.maps[side].append(basis @ _selection(indices, self.base))
+            self.placed[side][key] = (start, len(basis))
+        return self.placed[side][key]
+
+    def block(self, basis: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The DCT block ``basis @ base[ys][:, xs] @ basis.T`` (nearest-index resampling as 0/1 matrices)."""
+        return self._place("rows", basis, ys), self._place("cols", basis, xs)
+
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.maps["rows"]), np.concatenate(self.maps["cols"]).T
+
+    def index(self, blocks: list[tuple[tuple[int, int], tuple[int, int]]], width: int) -> np.ndarray:
+        """Flat indices (blocks x values, row-major within a block) into the ``left @ base @ right`` product."""
+        out = [((np.arange(r0, r0 + nr)[:, None]) * width + np.arange(c0, c0 + nc)[None, :]).ravel()
+               for (r0, nr), (c0, nc) in blocks]
+        return np.array(out, dtype=np.intp).reshape(len(blocks), -1)
+
+
 @functools.lru_cache(maxsize=16)
 def _phash_plan(crops: tuple[float, ...], hash_size: int, window: float, grid: int) -> tuple[np.ndarray, ...]:
     """Linear maps from the 64 x 64 base to the low DCT blocks of every inner crop and verification window.
 
-    A window's block is ``L @ base @ R`` with ``L = B @ S_y`` and ``R = (B @ S_x).T`` (``S``: its nearest-index
-    resampling, ``B``: the first rows of the DCT-II basis), so all crops are two batched matrix products, and so are
-    all windows. Returns (crop L, crop R, window L, window R) as k x h x 64 and k x 64 x h stacks.
+    A block is ``L @ base @ R`` with ``L = B @ S_y`` and ``R = (B @ S_x).T`` (``S``: its nearest-index resampling,
+    ``B``: the first rows of the DCT-II basis). Crops and windows share their row and column ranges (a 3 x 3 grid
+    of windows has 3 distinct row ranges), so ``left @ base @ right`` with the distinct maps stacked computes every
+    block in two matrix products, and the indices pick them out. Returns (left, right, crop index, window index).
     """
     base = VERIFY_BASE_PX
     side = hash_size * 4  # imagehash's highfreq_factor
     basis = _dct_basis(side, hash_size)
-    crop_l, crop_r = [], []
+    plan = _BlockPlan(base)
+    crop_blocks = []
     for fraction in crops:
         if fraction < 1.0:
             x0, y0, x1, y1 = _centre_box((base, base), fraction)
-            ys = np.linspace(y0, y1 - 1, side).round().astype(int)
-            xs = np.linspace(x0, x1 - 1, side).round().astype(int)
-            crop_l.append(basis @ _selection(ys, base))
-            crop_r.append((basis @ _selection(xs, base)).T)
+            crop_blocks.append(plan.block(basis, np.linspace(y0, y1 - 1, side).round().astype(int),
+                                          np.linspace(x0, x1 - 1, side).round().astype(int)))
     win = round(base * window)
     vbasis = _dct_basis(win, VERIFY_BITS_SIDE)
     offsets = [round((base - win) * k / max(1, grid - 1)) for k in range(grid)]
-    spans = [np.linspace(0, base - 1, win).round().astype(int)]  # the full square resized to the window side
-    pairs = [(spans[0], spans[0])] + [(np.arange(y, y + win), np.arange(x, x + win)) for y in offsets for x in offsets]
-    win_l = np.stack([vbasis @ _selection(ys, base) for ys, _ in pairs])
-    win_r = np.stack([(vbasis @ _selection(xs, base)).T for _, xs in pairs])
-    empty = np.zeros((0, hash_size, base)), np.zeros((0, base, hash_size))
-    crop_l = np.stack(crop_l) if crop_l else empty[0]
-    crop_r = np.stack(crop_r) if crop_r else empty[1]
-    return crop_l, crop_r, win_l, win_r
+    full = np.linspace(0, base - 1, win).round().astype(int)  # the full square resized to the window side
+    pairs = [(full, full)] + [(np.arange(y, y + win), np.arange(x, x + win)) for y in offsets for x in offsets]
+    window_blocks = [plan.block(vbasis, ys, xs) for ys, xs in pairs]
+    left, right = plan.matrices()
+    width = right.shape[1]
+    crop_index = plan.index(crop_blocks, width) if crop_blocks else np.zeros((0, hash_size**2), np.intp)
+    return left, right, crop_index, plan.index(window_blocks, width)
 
 
-def _above_median(blocks: np.ndarray) -> list[bytes]:
+def _above_median(blocks: np.ndarray) -> np.ndarray:
     """Each block's bits above its median (imagehash's rule; the median of an even count is the mean of the two
-    middle values, as ``np.median`` computes it), packed big-endian."""
+    middle values, as ``np.median`` computes it), packed big-endian: one row of bytes per block."""
     flat = blocks.reshape(len(blocks), -1)
     n = flat.shape[1]
     ordered = np.sort(flat, axis=1)
     median = (ordered[:, (n - 1) // 2 : (n - 1) // 2 + 1] + ordered[:, n // 2 : n // 2 + 1]) * 0.5
-    packed = np.packbits(flat > median, axis=1)
-    width = packed.shape[1]
-    raw = packed.tobytes()
-    return [raw[i : i + width] for i in range(0, len(raw), width)]
+    return np.packbits(flat > median, axis=1)
 
 
-def _decode_grey_jpeg(data: bytes, min_px: int):
+def _decode_grey_jpeg(data: bytes, min_px: int) -> np.ndarray | None:
     """Upright single-picture JPEGs: grey straight from libjpeg-turbo, DCT-scaled (the pixels Pillow's ``draft``
     gives, without Pillow's parsing: ~25% of the hashing time). ``None`` when Pillow has to decide."""
-    from PIL import Image
-
     from tasks.jpeg import decode_scaled, needs_pillow
 
     if needs_pillow(data):
         return None
     grey = decode_scaled(data, min_px)
-    return None if grey is None else Image.fromarray(grey[:, :, 0])
+    return None if grey is None else grey[:, :, 0]
 
 
 def _decode_pillow(data: bytes, colour: bool, min_px: int):
@@ -169,50 +197,97 @@ def _decode_pillow(data: bytes, colour: bool, min_px: int):
     return image.convert("RGB" if colour else "L")
 
 
-def hash_bytes(data: bytes, settings: DedupSettings) -> tuple[list[bytes], list[bytes], tuple[int, int]]:
-    """Hashes of one encoded image: (crop hashes, verification hashes, decoded size). Raises on undecodable data.
+Hashes = tuple[list[bytes], list[bytes], tuple[int, int]]  # crop hashes, verification hashes, decoded (w, h)
 
-    One decode, scaled down in the JPEG decoder to about ``decode_px``, EXIF orientation applied. pHash: the full
-    frame exactly as imagehash.phash (LANCZOS to 32x32, DCT, median); inner crops and the 256-bit verification
-    windows (the pHash recipe on 61x61 windows of a 64x64 bilinear base) through the linear maps of
-    :func:`_phash_plan`.
+
+def hash_many(datas: Sequence[bytes], settings: DedupSettings) -> list[Hashes | Exception]:
+    """Hashes of encoded images, or the exception that made one undecodable (in its place).
+
+    One decode per image, scaled down in the JPEG decoder to about ``decode_px``, EXIF orientation applied; then
+    two Pillow resizes: the 64 x 64 bilinear base and, for pHash, imagehash's 32 x 32 LANCZOS input. pHash of the
+    full frame is exactly imagehash.phash of the decoded image; the inner crops and the 256-bit verification
+    windows (the pHash recipe on 61 x 61 windows of the base) are blocks of one ``left @ base @ right`` product
+    (:func:`_phash_plan`). The medians and bit packing of a batch run as array operations.
     """
     from PIL import Image
 
-    colour = settings.hash_kind == "colorhash"
-    image = None if colour else _decode_grey_jpeg(data, settings.decode_px)
-    if image is None:
-        image = _decode_pillow(data, colour, settings.decode_px)
-    gray = image.convert("L") if colour else image
-    base = np.asarray(gray.resize((VERIFY_BASE_PX, VERIFY_BASE_PX), Image.Resampling.BILINEAR), dtype=np.float64)
-    crop_l, crop_r, win_l, win_r = _phash_plan(tuple(settings.crops), settings.hash_size, settings.verify_window,
-                                                 settings.verify_grid)
-    if settings.hash_kind == "phash":
-        side = settings.hash_size * 4
+    phash = settings.hash_kind == "phash"
+    side = settings.hash_size * 4
+    out: list[Hashes | Exception] = []
+    bases, fulls, images = [], [], []
+    for data in datas:
+        try:
+            grey = None if settings.hash_kind == "colorhash" else _decode_grey_jpeg(data, settings.decode_px)
+            image = _decode_pillow(data, settings.hash_kind == "colorhash", settings.decode_px) if grey is None \
+                else Image.fromarray(grey)
+            gray = image.convert("L") if image.mode != "L" else image
+            bases.append(np.asarray(gray.resize((VERIFY_BASE_PX, VERIFY_BASE_PX), Image.Resampling.BILINEAR),
+                                    dtype=np.float64))
+            if phash:
+                fulls.append(np.asarray(gray.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64))
+            images.append(None if phash else image)  # imagehash's other kinds hash the Pillow image
+            out.append(image.size)
+        except Exception as exc:  # one undecodable file is its own row, not a crash
+            out.append(exc)
+    if not bases:
+        return out
+    left, right, crop_index, window_index = _phash_plan(tuple(settings.crops), settings.hash_size,
+                                                         settings.verify_window, settings.verify_grid)
+    products = [(left @ base @ right).ravel() for base in bases]
+    n = len(bases)
+    verify = None
+    if settings.verify:
+        values = np.stack([p[window_index] for p in products])  # N x windows x 256
+        verify = _above_median(values.reshape(-1, values.shape[2])).reshape(n, len(window_index), -1)
+    if phash:
         basis = _dct_basis(side, settings.hash_size)
-        full = np.asarray(image.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64)
-        whole, *inner = _above_median(np.concatenate([(basis @ full @ basis.T)[None], crop_l @ base @ crop_r]))
-        inner_hashes = iter(inner)
-        crop_hashes = [whole if f >= 1.0 else next(inner_hashes) for f in settings.crops]
-    else:
-        crop_hashes = [pack(_hash_bits(centre_crop(image, f), settings.hash_kind, settings.hash_size)) for f in settings.crops]
-    verify = _above_median(win_l @ base @ win_r) if settings.verify else []
-    return crop_hashes, verify, image.size
+        blocks = np.stack([np.concatenate([(basis @ full @ basis.T).ravel()[None], p[crop_index]])
+                           for full, p in zip(fulls, products, strict=True)])  # N x (1 + inner crops) x bits
+        packed = _above_median(blocks.reshape(n * blocks.shape[1], -1)).reshape(n, blocks.shape[1], -1)
+    results = iter(range(n))
+    for at, size in enumerate(out):
+        if isinstance(size, Exception):
+            continue
+        i = next(results)
+        if phash:
+            inner = iter(packed[i, 1:])
+            crop_hashes = [(packed[i, 0] if f >= 1.0 else next(inner)).tobytes() for f in settings.crops]
+        else:
+            crop_hashes = [pack(_hash_bits(centre_crop(images[i], f), settings.hash_kind, settings.hash_size))
+                           for f in settings.crops]
+        windows = [] if verify is None else [row.tobytes() for row in verify[i]]
+        out[at] = (crop_hashes, windows, size)
+    return out
 
 
-def hash_one(item: HashInput, data: bytes | None, settings: DedupSettings, error: str | None = None) -> HashRecord:
-    base = dict(image_id=item.image_id, country=item.country, dish=item.dish, hash_kind=settings.hash_kind,
-                crops=[f"{f:.2f}" for f in settings.crops], width=item.width, height=item.height)
+def hash_bytes(data: bytes, settings: DedupSettings) -> Hashes:
+    """Hashes of one encoded image (see :func:`hash_many`). Raises on undecodable data."""
+    result = hash_many([data], settings)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _hash_records(items: Sequence[HashInput], datas: Sequence[bytes | None], settings: DedupSettings,
+                  errors: Sequence[str | None]) -> list[HashRecord]:
+    crops = [f"{f:.2f}" for f in settings.crops]
     bits = hash_bit_count(settings)
-    if data is None:
-        return HashRecord(**base, hash_bits=bits, hashes=[], verify_hashes=[], status="rejected:unreadable",
-                          error_message=error)
-    try:
-        crop_hashes, verify, _ = hash_bytes(data, settings)
-    except Exception as exc:  # a corrupt stored file is a row, not a crash
-        return HashRecord(**base, hash_bits=bits, hashes=[], verify_hashes=[], status="rejected:corrupt",
-                          error_message=f"{type(exc).__name__}: {exc}"[:200])
-    return HashRecord(**base, hash_bits=bits, hashes=crop_hashes, verify_hashes=verify)
+    readable = [i for i, data in enumerate(datas) if data is not None]
+    hashed = dict(zip(readable, hash_many([datas[i] for i in readable], settings), strict=True))
+    out = []
+    for i, item in enumerate(items):
+        base = dict(image_id=item.image_id, country=item.country, dish=item.dish, hash_kind=settings.hash_kind,
+                    crops=crops, width=item.width, height=item.height, hash_bits=bits)
+        result = hashed.get(i)
+        if result is None:
+            out.append(HashRecord(**base, hashes=[], verify_hashes=[], status="rejected:unreadable",
+                                  error_message=errors[i]))
+        elif isinstance(result, Exception):  # a corrupt stored file is a row, not a crash
+            out.append(HashRecord(**base, hashes=[], verify_hashes=[], status="rejected:corrupt",
+                                  error_message=f"{type(result).__name__}: {result}"[:200]))
+        else:
+            out.append(HashRecord(**base, hashes=result[0], verify_hashes=result[1]))
+    return out
 
 
 def hash_bit_count(settings: DedupSettings) -> int:
@@ -221,25 +296,43 @@ def hash_bit_count(settings: DedupSettings) -> int:
     return settings.hash_size**2
 
 
-def _hash_chunk(items: list[HashInput], data_root: str, settings: DedupSettings) -> list[HashRecord]:
-    from sufra.store import DataRoot
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
-    root = DataRoot(data_root)
-    out = []
+
+def _hash_chunk(items: list[HashInput], data_root: str | None, settings: DedupSettings) -> list[HashRecord]:
+    """Hash records of one chunk; ``data_root`` is ``None`` when item paths are local OS paths (read with plain
+    ``open``: the worker then never imports the fsspec store)."""
+    if data_root is None:
+        read = _read_local
+    else:
+        from sufra.store import DataRoot
+
+        read = DataRoot(data_root).read_bytes
+    datas: list[bytes | None] = []
+    errors: list[str | None] = []
     for item in items:
         try:
-            data = root.read_bytes(item.path)
+            datas.append(read(item.path))
+            errors.append(None)
         except OSError as exc:
-            out.append(hash_one(item, None, settings, f"{type(exc).__name__}: {exc}"[:200]))
-            continue
-        out.append(hash_one(item, data, settings))
-    return out
+            datas.append(None)
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+    return _hash_records(items, datas, settings, errors)
 
 
-def hash_images(items: Sequence[HashInput], data_root: str, settings: DedupSettings,
+def hash_images(items: Sequence[HashInput], root, settings: DedupSettings,
                 chunk_size: int = 200) -> Iterator[list[HashRecord]]:
-    """Hash images in worker processes (each reads its own files); yields one list of records per chunk."""
-    chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+    """Hash images in worker processes (each reads its own files); yields one list of records per chunk.
+
+    ``root``: the :class:`~sufra.store.DataRoot` the item paths belong to, or ``None`` for local OS paths. Chunks
+    are at most ``chunk_size`` images and at least four per worker when there are enough images, so that the last
+    chunks do not leave a worker idle."""
+    data_root = None if root is None or root.is_local else root.url
+    per_worker = -(-len(items) // (max(1, settings.workers) * 4))
+    size = max(1, min(chunk_size, max(per_worker, 16)))
+    chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
     # a daemonic process (e.g. a Dask worker) may not start children: hash in-process there
     if settings.workers <= 1 or len(chunks) <= 1 or multiprocessing.current_process().daemon:
         for chunk in chunks:
@@ -253,7 +346,7 @@ def hash_images(items: Sequence[HashInput], data_root: str, settings: DedupSetti
         raise
 
 
-HASH_PRELOAD = ("tasks.dedup", "tasks.jpeg", "schemas.tables", "sufra.store", "PIL.Image", "imagehash", "simplejpeg")
+HASH_PRELOAD = ("tasks.dedup", "tasks.jpeg", "schemas.tables", "PIL.Image", "simplejpeg")
 
 
 # -- search ----------------------------------------------------------------------------------------------------

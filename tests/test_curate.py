@@ -102,6 +102,25 @@ def test_hash_applies_exif_orientation(orientation, byte_order):
     assert distance <= 4  # the same picture (JPEG of a rotated image differs by rounding only)
 
 
+@pytest.mark.parametrize("kind", ["phash", "dhash"])
+def test_hashing_a_batch_equals_hashing_one_by_one(kind):
+    """A batch keeps each image's hashes in its place, undecodable files included (their exception in place)."""
+    import io
+
+    from tasks.dedup import hash_many
+
+    png = io.BytesIO()
+    scene(4).save(png, "PNG")
+    datas = [jpeg(scene(1)), b"not an image", jpeg(scene(2), 60), png.getvalue(), jpeg(scene(3))[:200]]
+    settings = DedupSettings(hash_kind=kind)
+    batch = hash_many(datas, settings)
+    assert [isinstance(r, Exception) for r in batch] == [False, True, False, False, True]
+    for data, result in zip(datas, batch, strict=True):
+        if not isinstance(result, Exception):
+            assert result == hash_bytes(data, settings)
+    assert batch[0][0] != batch[2][0]  # distinct pictures, distinct hashes
+
+
 @pytest.mark.parametrize("kind, bits", [("phash", 64), ("dhash", 64), ("whash", 64), ("colorhash", 56)])
 def test_hash_kinds_selectable(kind, bits):
     crops, _, _ = hash_bytes(jpeg(scene(1)), DedupSettings(hash_kind=kind))
@@ -244,8 +263,8 @@ def test_hashing_in_worker_processes_matches_single(tmp_path):
     items = images_to_hash(root, "egypt")
     from tasks.dedup import hash_images
 
-    single = [r for chunk in hash_images(items, root.url, DedupSettings(workers=1)) for r in chunk]
-    multi = [r for chunk in hash_images(items, root.url, DedupSettings(workers=2), chunk_size=8) for r in chunk]
+    single = [r for chunk in hash_images(items, root, DedupSettings(workers=1)) for r in chunk]
+    multi = [r for chunk in hash_images(items, root, DedupSettings(workers=2), chunk_size=8) for r in chunk]
     assert sorted(single, key=lambda r: r.image_id) == sorted(multi, key=lambda r: r.image_id)
     assert len(list(itertools.chain(single))) == 30
 
