@@ -96,8 +96,15 @@ def score(pairs: set[tuple[str, str]], truth: dict[str, str]) -> tuple[float, in
 
 def ours(files: list[Path], threshold: int) -> dict:
     """One hashing run with a cold worker pool (imagededup starts its pool per call too), then the search."""
-    from tasks.dedup import HASH_PRELOAD, DedupSettings, HashInput, hash_images, pair_search, verified_distance
     from sufra.pools import discard_pool
+    from tasks.dedup import (
+        HASH_PRELOAD,
+        DedupSettings,
+        HashInput,
+        hash_images,
+        pair_search,
+        verified_distance,
+    )
 
     settings = DedupSettings(candidate_threshold=threshold)
     items = [HashInput(p.name, "bench", "bench", str(p), 0, 0) for p in files]
