@@ -14,8 +14,9 @@ _lock = threading.Lock()
 
 def process_pool(workers: int, preload: tuple[str, ...]) -> ProcessPoolExecutor:
     """Forked when this process runs a single thread, after importing ``preload`` here (workers start in
-    milliseconds with every module they need already loaded, instead of each importing them); otherwise (Prefect, Dask) through a forkserver with ``preload`` imported once, since forking a process that runs
-    threads can deadlock the child. Python 3.11+ launches all workers of a fork pool at once, before its own
+    milliseconds with every module they need already loaded, instead of each importing them); otherwise (Prefect,
+    Dask) through a forkserver with ``preload`` imported once, since forking a process that runs threads can
+    deadlock the child. Python 3.11+ launches all workers of a fork pool at once, before its own
     manager thread exists."""
     key = (workers, preload)
     with _lock:
