@@ -97,6 +97,7 @@ def score(pairs: set[tuple[str, str]], truth: dict[str, str]) -> tuple[float, in
 def ours(files: list[Path], threshold: int) -> dict:
     """One hashing run with a cold worker pool (imagededup starts its pool per call too), then the search."""
     from sufra.pools import discard_pool
+    from sufra.store import DataRoot
     from tasks.dedup import (
         HASH_PRELOAD,
         DedupSettings,
@@ -108,9 +109,10 @@ def ours(files: list[Path], threshold: int) -> dict:
 
     settings = DedupSettings(candidate_threshold=threshold)
     items = [HashInput(p.name, "bench", "bench", str(p), 0, 0) for p in files]
+    root = DataRoot("/")  # imported and built before the clock, as in the curate flow (imagededup's imports too)
     discard_pool(settings.workers, HASH_PRELOAD)
     with timer() as t_hash:
-        records = [r for chunk in hash_images(items, None, settings) for r in chunk]
+        records = [r for chunk in hash_images(items, root.url, settings) for r in chunk]
     records = [r for r in records if r.status == "ok"]
     codes = np.array([np.frombuffer(h, np.uint8) for r in records for h in r.hashes])
     owners = np.repeat(np.arange(len(records)), [len(r.hashes) for r in records])

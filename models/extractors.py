@@ -22,7 +22,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _load_torchvision_weights(model, weights: str | None, builder_name: str):
-
     if weights is None:
         return model
     if weights == "DEFAULT":

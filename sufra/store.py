@@ -147,6 +147,9 @@ class DataRoot:
                 self.fs.rm(tmp)
 
     def read_bytes(self, path: str) -> bytes:
+        if self.is_local:  # hot path (hashing, annotate read every stored image): plain open, no fsspec layers
+            with open(path, "rb") as fh:
+                return fh.read()
         with self.fs.open(path, "rb") as fh:
             return fh.read()
 

@@ -58,7 +58,7 @@ def images_to_hash(root: DataRoot, country: str) -> list[HashInput]:
 def hash_shard(root: DataRoot, items: list[HashInput], settings: DedupSettings, run_id: str) -> Counter:
     """Hash one shard in worker processes and append its ``hashes`` rows (written per chunk)."""
     counts: Counter = Counter()
-    for records in hash_images(items, root, settings):
+    for records in hash_images(items, root.url, settings):
         if records:
             root.write_table(HASHES, records[0].country, records, run_id)
         counts.update(r.status for r in records)

@@ -296,20 +296,10 @@ def hash_bit_count(settings: DedupSettings) -> int:
     return settings.hash_size**2
 
 
-def _read_local(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
+def _hash_chunk(items: list[HashInput], data_root: str, settings: DedupSettings) -> list[HashRecord]:
+    from sufra.store import DataRoot
 
-
-def _hash_chunk(items: list[HashInput], data_root: str | None, settings: DedupSettings) -> list[HashRecord]:
-    """Hash records of one chunk; ``data_root`` is ``None`` when item paths are local OS paths (read with plain
-    ``open``: the worker then never imports the fsspec store)."""
-    if data_root is None:
-        read = _read_local
-    else:
-        from sufra.store import DataRoot
-
-        read = DataRoot(data_root).read_bytes
+    read = DataRoot(data_root).read_bytes
     datas: list[bytes | None] = []
     errors: list[str | None] = []
     for item in items:
@@ -322,14 +312,12 @@ def _hash_chunk(items: list[HashInput], data_root: str | None, settings: DedupSe
     return _hash_records(items, datas, settings, errors)
 
 
-def hash_images(items: Sequence[HashInput], root, settings: DedupSettings,
+def hash_images(items: Sequence[HashInput], data_root: str, settings: DedupSettings,
                 chunk_size: int = 200) -> Iterator[list[HashRecord]]:
     """Hash images in worker processes (each reads its own files); yields one list of records per chunk.
 
-    ``root``: the :class:`~sufra.store.DataRoot` the item paths belong to, or ``None`` for local OS paths. Chunks
-    are at most ``chunk_size`` images and at least four per worker when there are enough images, so that the last
-    chunks do not leave a worker idle."""
-    data_root = None if root is None or root.is_local else root.url
+    Chunks are at most ``chunk_size`` images and at least four per worker when there are enough images, so that the
+    last chunks do not leave a worker idle."""
     per_worker = -(-len(items) // (max(1, settings.workers) * 4))
     size = max(1, min(chunk_size, max(per_worker, 16)))
     chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
@@ -346,7 +334,7 @@ def hash_images(items: Sequence[HashInput], root, settings: DedupSettings,
         raise
 
 
-HASH_PRELOAD = ("tasks.dedup", "tasks.jpeg", "schemas.tables", "PIL.Image", "simplejpeg")
+HASH_PRELOAD = ("tasks.dedup", "tasks.jpeg", "schemas.tables", "sufra.store", "PIL.Image", "simplejpeg")
 
 
 # -- search ----------------------------------------------------------------------------------------------------

@@ -263,8 +263,8 @@ def test_hashing_in_worker_processes_matches_single(tmp_path):
     items = images_to_hash(root, "egypt")
     from tasks.dedup import hash_images
 
-    single = [r for chunk in hash_images(items, root, DedupSettings(workers=1)) for r in chunk]
-    multi = [r for chunk in hash_images(items, root, DedupSettings(workers=2), chunk_size=8) for r in chunk]
+    single = [r for chunk in hash_images(items, root.url, DedupSettings(workers=1)) for r in chunk]
+    multi = [r for chunk in hash_images(items, root.url, DedupSettings(workers=2), chunk_size=8) for r in chunk]
     assert sorted(single, key=lambda r: r.image_id) == sorted(multi, key=lambda r: r.image_id)
     assert len(list(itertools.chain(single))) == 30
 
