@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=int, default=12, help="Hamming threshold (both tools)")
     parser.add_argument("--repeats", type=int, default=3, help="hashing runs per tool; the best counts")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     folder = BENCH_DIR / "dedup" / "images"
     files, truth = build_transform_set(folder)
     python = baseline_python("imagededup", ["imagededup"])
