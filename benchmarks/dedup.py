@@ -110,7 +110,7 @@ def ours(files: list[Path], threshold: int) -> dict:
     settings = DedupSettings(candidate_threshold=threshold)
     items = [HashInput(p.name, "bench", "bench", str(p), 0, 0) for p in files]
     root = DataRoot("/")  # imported and built before the clock, as in the curate flow (imagededup's imports too)
-    discard_pool(settings.workers, HASH_PRELOAD)
+    discard_pool(settings.workers, HASH_PRELOAD, wait=True)  # the last run's pool ended: this one forks anew
     with timer() as t_hash:
         records = [r for chunk in hash_images(items, root.url, settings) for r in chunk]
     records = [r for r in records if r.status == "ok"]

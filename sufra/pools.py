@@ -33,9 +33,10 @@ def process_pool(workers: int, preload: tuple[str, ...]) -> ProcessPoolExecutor:
         return _pools[key]
 
 
-def discard_pool(workers: int, preload: tuple[str, ...]) -> None:
-    """Forget a broken pool so the next call starts a new one."""
+def discard_pool(workers: int, preload: tuple[str, ...], wait: bool = False) -> None:
+    """Forget a pool (a broken one) so the next call starts a new one. ``wait``: until its workers and its manager
+    thread have ended, so that the next pool is forked again (a live thread here means a forkserver pool)."""
     with _lock:
         pool = _pools.pop((workers, preload), None)
     if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=wait, cancel_futures=True)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel
 
+from tasks.jpeg import TRANSPOSING_ORIENTATIONS
+
 # magic prefix -> stored file extension
 _MAGIC: list[tuple[bytes, int, str]] = [
     (b"\xff\xd8\xff", 0, "jpg"),
@@ -91,7 +93,8 @@ def validate_image(data: bytes, settings: ValidationSettings | None = None) -> V
         if getattr(image, "n_frames", 1) > 1 and not settings.allow_animated:
             return Rejection("animated", f"{image.n_frames} frames")
         orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1) if ext in ("jpg", "webp", "png") else 1
-        if ext == "jpg" and orientation in (None, 1):
+        reoriented = orientation in TRANSPOSING_ORIENTATIONS
+        if ext == "jpg" and not reoriented:
             # DCT-domain downscale: reads the whole entropy-coded stream (truncation is caught) at ~1/64 cost
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         image.load()
@@ -103,7 +106,6 @@ def validate_image(data: bytes, settings: ValidationSettings | None = None) -> V
         return Rejection("corrupt", str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
     if _PIL_FORMATS.get(image.format or "") != ext:
         return Rejection("not_an_image", f"magic says {ext}, decoder says {image.format}")
-    reoriented = orientation not in (None, 1)
     if reoriented:
         image = ImageOps.exif_transpose(image)
         width, height = image.size

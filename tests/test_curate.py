@@ -64,18 +64,74 @@ def test_near_duplicates_recall_and_no_false_merges(tmp_path):
     assert len(kept) == len({source[i] for i in kept}) == n_distinct  # one image per distinct scene remains
 
 
-def test_hash_matches_imagehash_and_is_stable():
+@pytest.mark.parametrize("in_size, out_size", [(64, 32), (48, 64), (61, 32), (500, 64), (20, 32), (1, 32), (33, 33)])
+@pytest.mark.parametrize("name", ["bilinear", "lanczos"])
+def test_resample_weights_are_pillows_float_resize(in_size, out_size, name):
+    """One axis of Pillow's resize of an 'F' (float) image: down, up, odd ratios, a one-pixel side, no change."""
+    from PIL import Image
+
+    from tasks.dedup import resample_weights
+
+    pixels = np.random.default_rng(in_size).uniform(0, 255, (3, in_size)).astype(np.float32)
+    resized = Image.fromarray(pixels, "F").resize((out_size, 3), getattr(Image.Resampling, name.upper()))
+    np.testing.assert_allclose(pixels @ resample_weights(in_size, out_size, name).T, np.asarray(resized), atol=2e-3)
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (61, 61), (20, 37)])
+def test_dct_blocks_follow_their_recipe(shape):
+    """Every block the hashes come from, against its definition with Pillow's float resize and scipy's DCT: the
+    full frame LANCZOS to 32 x 32; inner crops and windows cut from the 64 x 64 BILINEAR base (nearest index)."""
+    import scipy.fft
+    from PIL import Image
+
+    from tasks.dedup import dct_blocks
+
+    def resized(image, side, filter_name):
+        return np.asarray(image.resize((side, side), getattr(Image.Resampling, filter_name)), dtype=np.float64)
+
+    def low(pixels, k):
+        return scipy.fft.dct(scipy.fft.dct(pixels, axis=0), axis=1)[:k, :k]
+
+    def near(side, start, stop):  # nearest-index resampling of [start, stop) to ``side`` samples
+        return np.linspace(start, stop - 1, side).round().astype(int)
+
+    grey = np.asarray(scene(7, shape[::-1]).convert("L"))
+    image = Image.fromarray(grey.astype(np.float32), "F")
+    hashes, windows = dct_blocks([grey], DedupSettings())
+    base = resized(image, 64, "BILINEAR")
+    d = round(64 * 0.05 / 2)  # the 0.95 crop and window; the 0.90 crop
+    d90 = round(64 * 0.10 / 2)
+    expected_hashes = [low(resized(image, 32, "LANCZOS"), 8),
+                       low(base[np.ix_(near(32, d, 64 - d), near(32, d, 64 - d))], 8),
+                       low(base[np.ix_(near(32, d90, 64 - d90), near(32, d90, 64 - d90))], 8)]
+    offsets = [round(3 * k / 2) for k in range(3)]  # 64 - 61 = 3 px of play over a 3 x 3 grid: 0, 2, 3
+    expected_windows = [low(base[np.ix_(near(61, 0, 64), near(61, 0, 64))], 16)]
+    expected_windows += [low(base[y : y + 61, x : x + 61], 16) for y in offsets for x in offsets]
+    scale = np.abs(expected_windows[0]).max()
+    np.testing.assert_allclose(hashes[0], np.array(expected_hashes), atol=1e-4 * scale)
+    np.testing.assert_allclose(windows[0], np.array(expected_windows), atol=1e-4 * scale)
+
+
+def test_phash_is_imagehash_recipe_and_is_stable():
+    """The full-frame hash is imagehash's pHash of the decoded image (LANCZOS to 32 x 32, DCT, low 8 x 8 above
+    the median) with the resize in float; imagehash's 8-bit resize differs from it by a bit or two at most."""
     import io
 
     import imagehash
+    import scipy.fft
     from PIL import Image
 
-    data = jpeg(scene(3))
-    crops, verify, _ = hash_bytes(data, DedupSettings(decode_px=4096))
-    expected = imagehash.phash(Image.open(io.BytesIO(data)).convert("L"))
-    assert crops[0] == pack(np.asarray(expected.hash).ravel())
-    assert len(crops) == 3 and len(verify) == 10 and all(len(v) == 32 for v in verify)
-    assert hash_bytes(data, DedupSettings())[0] == hash_bytes(data, DedupSettings())[0]
+    for seed in range(4):
+        data = jpeg(scene(seed))
+        crops, verify, _ = hash_bytes(data, DedupSettings(decode_px=4096))
+        grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32)
+        small = np.asarray(Image.fromarray(grey, "F").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+        low = scipy.fft.dct(scipy.fft.dct(small, axis=0), axis=1)[:8, :8]
+        assert crops[0] == pack((low > np.median(low)).ravel())
+        eight_bit = imagehash.phash(Image.open(io.BytesIO(data)).convert("L"))
+        assert imagehash.hex_to_hash(crops[0].hex()) - eight_bit <= 2
+        assert len(crops) == 3 and len(verify) == 10 and all(len(v) == 32 for v in verify)
+        assert hash_bytes(data, DedupSettings())[0] == hash_bytes(data, DedupSettings())[0]
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])

@@ -23,12 +23,25 @@ def with_orientation(image, orientation, endian="<"):
 def test_needs_pillow_only_when_orientation_applies(endian):
     image = scene(1)
     assert not needs_pillow(jpeg(image))
-    assert not needs_pillow(with_orientation(image, 1, endian))
+    for orientation in (0, 1, 9):  # values exif_transpose leaves alone (0 is common in real photos)
+        assert not needs_pillow(with_orientation(image, orientation, endian))
     for orientation in range(2, 9):
         assert needs_pillow(with_orientation(image, orientation, endian))
     png = io.BytesIO()
     image.save(png, "PNG")
     assert needs_pillow(png.getvalue())
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_orientation_only_reencodes_when_pillow_would_transpose(fast, monkeypatch):
+    if not fast:  # the Pillow path must agree with the fast one
+        monkeypatch.setattr("tasks.jpeg.needs_pillow", lambda data: True)
+    image = scene(4, (120, 80))
+    kept = with_orientation(image, 0)
+    checked = validate_image(kept)
+    assert (checked.data, checked.reoriented, checked.width, checked.height) == (kept, False, 120, 80)
+    turned = validate_image(with_orientation(image, 6))
+    assert (turned.reoriented, turned.width, turned.height) == (True, 80, 120)
 
 
 def test_multi_picture_jpeg_goes_to_pillow_and_stays_rejected():
