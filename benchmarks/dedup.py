@@ -11,6 +11,7 @@ of ``--repeats`` interleaved runs per tool (noise here only slows runs down), ou
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import shutil
@@ -110,6 +111,8 @@ def ours(files: list[Path], threshold: int) -> dict:
     settings = DedupSettings(candidate_threshold=threshold)
     items = [HashInput(p.name, "bench", "bench", str(p), 0, 0) for p in files]
     root = DataRoot("/")  # imported and built before the clock, as in the curate flow (imagededup's imports too)
+    for module in HASH_PRELOAD:  # the modules the workers use (imagededup imports PIL before its clock)
+        importlib.import_module(module)
     discard_pool(settings.workers, HASH_PRELOAD, wait=True)  # the last run's pool ended: this one forks anew
     with timer() as t_hash:
         records = [r for chunk in hash_images(items, root.url, settings) for r in chunk]
