@@ -126,23 +126,15 @@ def resample_weights(in_size: int, out_size: int, filter_name: str) -> np.ndarra
     return weights / np.where(total == 0.0, 1.0, total)
 
 
-def _selection(indices: np.ndarray, size: int) -> np.ndarray:
-    """The 0/1 matrix that picks ``indices`` out of ``size`` rows (nearest-index resampling as a matrix)."""
-    out = np.zeros((len(indices), size))
-    out[np.arange(len(indices)), indices] = 1.0
-    return out
-
-
 @dataclass(frozen=True, eq=False)  # cached: compared and hashed by identity
 class _HashPlan:
     """The DCT blocks of one image as ``M_r(h) @ grey @ M_c(w).T``, with ``M_r``, ``M_c`` linear maps from an image
     side of any length (:func:`_side_maps`). Maps are named by ``(DCT rows, resampling, sample indices or None)``
-    and stacked in ``maps`` order; ``hash_rows``/``hash_cols`` (blocks x k) and ``window_rows``/``window_cols``
-    (blocks x 16) are their row numbers in the stack, per wanted block."""
+    and stacked in ``maps`` order; ``hash_maps`` (blocks x k: pHash blocks are square, one map for rows and
+    columns) and ``window_rows``/``window_cols`` (blocks x 16) are their row numbers in the stack, per block."""
 
     maps: tuple[tuple[int, str, tuple[int, ...] | None], ...]
-    hash_rows: np.ndarray
-    hash_cols: np.ndarray
+    hash_maps: np.ndarray
     window_rows: np.ndarray
     window_cols: np.ndarray
 
@@ -181,7 +173,7 @@ def _hash_plan(crops: tuple[float, ...], hash_size: int, window: float, grid: in
     hash_index = np.array([rows_of(s) for s in hash_specs], dtype=np.intp).reshape(len(hash_specs), hash_size)
     window_rows = np.array([rows_of(y) for y, _ in window_pairs], dtype=np.intp)
     window_cols = np.array([rows_of(x) for _, x in window_pairs], dtype=np.intp)
-    return _HashPlan(tuple(maps), hash_index, hash_index, window_rows, window_cols)
+    return _HashPlan(tuple(maps), hash_index, window_rows, window_cols)
 
 
 @functools.lru_cache(maxsize=256)  # ~0.2 MB each for a side of 300 px (a 2,400 px photo at 1/8)
@@ -194,10 +186,9 @@ def _side_maps(n: int, plan: _HashPlan) -> tuple[np.ndarray, np.ndarray, np.ndar
         if indices is None:  # the full frame: DCT of the LANCZOS-resized side
             stacked.append(_dct_basis(k * 4, k) @ resample_weights(n, k * 4, resampling))
         else:
-            basis = _dct_basis(len(indices), k)
-            stacked.append(basis @ _selection(np.array(indices), base) @ resample_weights(n, base, resampling))
+            stacked.append(_dct_basis(len(indices), k) @ resample_weights(n, base, resampling)[list(indices)])
     maps = np.concatenate(stacked).astype(HASH_DTYPE)
-    return maps, maps[plan.hash_cols].transpose(0, 2, 1).copy(), maps[plan.window_cols].transpose(0, 2, 1).copy()
+    return maps, maps[plan.hash_maps].transpose(0, 2, 1).copy(), maps[plan.window_cols].transpose(0, 2, 1).copy()
 
 
 def dct_blocks(greys: Sequence[np.ndarray], settings: DedupSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -206,8 +197,8 @@ def dct_blocks(greys: Sequence[np.ndarray], settings: DedupSettings) -> tuple[np
     are computed together: ``maps(h) @ stack @ maps(w).T``, the second product per block."""
     plan = _hash_plan(tuple(settings.crops), settings.hash_size, settings.verify_window, settings.verify_grid,
                       settings.hash_kind == "phash")
-    k = plan.hash_rows.shape[1]
-    hashes = np.empty((len(greys), len(plan.hash_rows), k, k), HASH_DTYPE)
+    k = plan.hash_maps.shape[1]
+    hashes = np.empty((len(greys), len(plan.hash_maps), k, k), HASH_DTYPE)
     windows = np.empty((len(greys), len(plan.window_rows), VERIFY_BITS_SIDE, VERIFY_BITS_SIDE), HASH_DTYPE)
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, grey in enumerate(greys):
@@ -216,8 +207,8 @@ def dct_blocks(greys: Sequence[np.ndarray], settings: DedupSettings) -> tuple[np
         row_maps = _side_maps(h, plan)[0]
         _, hash_cols, window_cols = _side_maps(w, plan)
         stage = row_maps @ np.stack([greys[i] for i in members]).astype(HASH_DTYPE)  # N x rows x w
-        if len(plan.hash_rows):
-            hashes[members] = stage[:, plan.hash_rows] @ hash_cols
+        if len(plan.hash_maps):
+            hashes[members] = stage[:, plan.hash_maps] @ hash_cols
         windows[members] = stage[:, plan.window_rows] @ window_cols
     return hashes, windows
 
