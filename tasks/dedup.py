@@ -1,7 +1,8 @@
 """Perceptual hashing and exact near-duplicate search.
 
-Hashing: one decode per image (JPEG ``draft`` to ~``decode_px``, grayscale), imagehash hashes of several centre
-crops (a single global hash misses 5% crops), and 256-bit pHashes of a grid of shifted windows for verification.
+Hashing: one decode per image (JPEG DCT-scaled to ~``decode_px``, grayscale), hashes of several centre crops (a
+single global hash misses 5% crops; pHash by imagehash's recipe as matrix products, other kinds by imagehash), and
+256-bit pHashes of a grid of shifted windows for verification.
 Search: candidates are image pairs whose crop hashes are within ``candidate_threshold`` bits (exact: faiss binary
 range search over blocks, only pairs that involve a new image); each candidate is verified by the aligned 256-bit
 distance. Groups are connected components of verified pairs.
@@ -56,11 +57,10 @@ class HashInput:
 
 
 def _hash_bits(image, kind: HashKind, size: int) -> np.ndarray:
+    """imagehash's dhash, whash or colorhash of a Pillow image (pHash is computed for a batch: :func:`dct_blocks`)."""
     import imagehash
 
-    if kind == "phash":
-        value = imagehash.phash(image, hash_size=size)
-    elif kind == "dhash":
+    if kind == "dhash":
         value = imagehash.dhash(image, hash_size=size)
     elif kind == "whash":
         value = imagehash.whash(image, hash_size=size)
