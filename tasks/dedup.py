@@ -285,7 +285,9 @@ def hash_many(datas: Sequence[bytes], settings: DedupSettings) -> list[Hashes | 
         return out
     hash_blocks, window_blocks = dct_blocks(greys, settings)
     n = len(greys)
-    verify = _above_median(window_blocks.reshape(n * window_blocks.shape[1], -1)).reshape(n, window_blocks.shape[1], -1)
+    verify = None
+    if settings.verify:
+        verify = _above_median(window_blocks.reshape(n * window_blocks.shape[1], -1)).reshape(n, window_blocks.shape[1], -1)
     if phash:
         packed = _above_median(hash_blocks.reshape(n * hash_blocks.shape[1], -1)).reshape(n, hash_blocks.shape[1], -1)
     results = iter(range(n))
@@ -299,7 +301,7 @@ def hash_many(datas: Sequence[bytes], settings: DedupSettings) -> list[Hashes | 
         else:
             crop_hashes = [pack(_hash_bits(centre_crop(images[i], f), settings.hash_kind, settings.hash_size))
                            for f in settings.crops]
-        windows = [row.tobytes() for row in verify[i]] if settings.verify else []
+        windows = [] if verify is None else [row.tobytes() for row in verify[i]]
         out[at] = (crop_hashes, windows, size)
     return out
 
