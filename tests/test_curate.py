@@ -77,36 +77,41 @@ def test_resample_weights_are_pillows_float_resize(in_size, out_size, name):
     np.testing.assert_allclose(pixels @ resample_weights(in_size, out_size, name).T, np.asarray(resized), atol=2e-3)
 
 
+def float_resized(grey: np.ndarray, side: int, filter_name: str) -> np.ndarray:
+    """Pillow's resize of a grey array as an 'F' (float) image: no 8-bit rounding or clipping."""
+    from PIL import Image
+
+    image = Image.fromarray(grey.astype(np.float32), "F")
+    return np.asarray(image.resize((side, side), getattr(Image.Resampling, filter_name)), dtype=np.float64)
+
+
+def low_dct(pixels: np.ndarray, k: int) -> np.ndarray:
+    """imagehash's pHash transform: scipy's 2-D DCT-II, the top-left k x k block."""
+    import scipy.fft
+
+    return scipy.fft.dct(scipy.fft.dct(pixels, axis=0), axis=1)[:k, :k]
+
+
 @pytest.mark.parametrize("shape", [(48, 64), (61, 61), (20, 37)])
 def test_dct_blocks_follow_their_recipe(shape):
     """Every block the hashes come from, against its definition with Pillow's float resize and scipy's DCT: the
     full frame LANCZOS to 32 x 32; inner crops and windows cut from the 64 x 64 BILINEAR base (nearest index)."""
-    import scipy.fft
-    from PIL import Image
-
     from tasks.dedup import dct_blocks
-
-    def resized(image, side, filter_name):
-        return np.asarray(image.resize((side, side), getattr(Image.Resampling, filter_name)), dtype=np.float64)
-
-    def low(pixels, k):
-        return scipy.fft.dct(scipy.fft.dct(pixels, axis=0), axis=1)[:k, :k]
 
     def near(side, start, stop):  # nearest-index resampling of [start, stop) to ``side`` samples
         return np.linspace(start, stop - 1, side).round().astype(int)
 
     grey = np.asarray(scene(7, shape[::-1]).convert("L"))
-    image = Image.fromarray(grey.astype(np.float32), "F")
     hashes, windows = dct_blocks([grey], DedupSettings())
-    base = resized(image, 64, "BILINEAR")
+    base = float_resized(grey, 64, "BILINEAR")
     d = round(64 * 0.05 / 2)  # the 0.95 crop and window; the 0.90 crop
     d90 = round(64 * 0.10 / 2)
-    expected_hashes = [low(resized(image, 32, "LANCZOS"), 8),
-                       low(base[np.ix_(near(32, d, 64 - d), near(32, d, 64 - d))], 8),
-                       low(base[np.ix_(near(32, d90, 64 - d90), near(32, d90, 64 - d90))], 8)]
+    expected_hashes = [low_dct(float_resized(grey, 32, "LANCZOS"), 8),
+                       low_dct(base[np.ix_(near(32, d, 64 - d), near(32, d, 64 - d))], 8),
+                       low_dct(base[np.ix_(near(32, d90, 64 - d90), near(32, d90, 64 - d90))], 8)]
     offsets = [round(3 * k / 2) for k in range(3)]  # 64 - 61 = 3 px of play over a 3 x 3 grid: 0, 2, 3
-    expected_windows = [low(base[np.ix_(near(61, 0, 64), near(61, 0, 64))], 16)]
-    expected_windows += [low(base[y : y + 61, x : x + 61], 16) for y in offsets for x in offsets]
+    expected_windows = [low_dct(base[np.ix_(near(61, 0, 64), near(61, 0, 64))], 16)]
+    expected_windows += [low_dct(base[y : y + 61, x : x + 61], 16) for y in offsets for x in offsets]
     scale = np.abs(expected_windows[0]).max()
     np.testing.assert_allclose(hashes[0], np.array(expected_hashes), atol=1e-4 * scale)
     np.testing.assert_allclose(windows[0], np.array(expected_windows), atol=1e-4 * scale)
@@ -118,15 +123,12 @@ def test_phash_is_imagehash_recipe_and_is_stable():
     import io
 
     import imagehash
-    import scipy.fft
     from PIL import Image
 
     for seed in range(4):
         data = jpeg(scene(seed))
         crops, verify, _ = hash_bytes(data, DedupSettings(decode_px=4096))
-        grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32)
-        small = np.asarray(Image.fromarray(grey, "F").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-        low = scipy.fft.dct(scipy.fft.dct(small, axis=0), axis=1)[:8, :8]
+        low = low_dct(float_resized(np.asarray(Image.open(io.BytesIO(data)).convert("L")), 32, "LANCZOS"), 8)
         assert crops[0] == pack((low > np.median(low)).ravel())
         eight_bit = imagehash.phash(Image.open(io.BytesIO(data)).convert("L"))
         assert imagehash.hex_to_hash(crops[0].hex()) - eight_bit <= 2
