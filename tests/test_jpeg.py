@@ -44,6 +44,24 @@ def test_orientation_only_reencodes_when_pillow_would_transpose(fast, monkeypatc
     assert (turned.reoriented, turned.width, turned.height) == (True, 80, 120)
 
 
+def test_broken_headers_do_not_break_the_header_walk():
+    """EXIF without a TIFF byte order mark (Pillow reads no orientation from it either) stays on the fast path;
+    a file cut inside a header segment is rejected as corrupt with one line, hashing keeps it as its row's error."""
+    from tasks.dedup import DedupSettings, hash_many
+
+    data = jpeg(scene(2, (120, 80)))
+    junk_exif = b"Exif\x00\x00XX" + b"\x00" * 30
+    odd = data[:2] + b"\xff\xe1" + (len(junk_exif) + 2).to_bytes(2, "big") + junk_exif + data[2:]
+    assert not needs_pillow(odd)
+    checked = validate_image(odd)
+    assert (checked.data, checked.reoriented, checked.width, checked.height) == (odd, False, 120, 80)
+    cut = with_orientation(scene(2), 6)[:40]  # inside the EXIF segment
+    assert needs_pillow(cut) is False  # the walk ends at the data's end; the decoders decide
+    rejected = validate_image(cut)
+    assert isinstance(rejected, Rejection) and rejected.reason == "corrupt" and "\n" not in rejected.detail
+    assert isinstance(hash_many([cut], DedupSettings())[0], Exception)
+
+
 def test_multi_picture_jpeg_goes_to_pillow_and_stays_rejected():
     out = io.BytesIO()
     scene(1).save(out, "MPO", save_all=True, append_images=[scene(2)])
