@@ -21,7 +21,7 @@ def sample_photos(limit: int | None = None) -> list[Path]:
     """Real sample photos when ``../shared/data`` has them, else generated ones (written once to BENCH_DIR)."""
     photos = sorted(SHARED_PHOTOS.glob("*/*.jpg")) if SHARED_PHOTOS.is_dir() else []
     if not photos:
-        from sufra.devserver import food_image
+        from sufra.app.devserver import food_image
 
         folder = BENCH_DIR / "generated"
         folder.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,8 @@ class Clock:
 def build_detector(size: str, words: list[str]):
     """Grounding DINO tiny/base architecture, random weights, word-level local tokenizer (no download)."""
     import torch
+    from sufra.models.detectors import DetectorSpec, TransformersDetector
+    from sufra.models.tiny import word_tokenizer
     from transformers import (
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
@@ -67,9 +69,6 @@ def build_detector(size: str, words: list[str]):
         GroundingDinoProcessor,
         SwinConfig,
     )
-
-    from models.detectors import DetectorSpec, TransformersDetector
-    from models.tiny import word_tokenizer
 
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 512, "longest_edge": 683}),
                                        tokenizer=word_tokenizer(Path(tempfile.mkdtemp()), words))
@@ -85,9 +84,8 @@ def build_detector(size: str, words: list[str]):
 
 def build_segmenter(kind: str):
     import torch
-
-    from models.build import SAM_ARCHS, build_sam
-    from models.segmenters import Sam2Segmenter, SamSegmenter, SegmenterSpec
+    from sufra.models.build import SAM_ARCHS, build_sam
+    from sufra.models.segmenters import Sam2Segmenter, SamSegmenter, SegmenterSpec
 
     torch.manual_seed(0)
     if kind.startswith("vit"):
@@ -101,8 +99,14 @@ def build_segmenter(kind: str):
 def run_ours(images, detector, segmenter, prompts) -> tuple[float, float]:
     """The flow's domain code (tasks.annotate.annotate_batch + to_records: NMS, one embedding + all boxes,
     post-filters, RLE)."""
-    from tasks.annotate import AnnotateItem, AnnotateSettings, annotate_batch, detector_batch_size, to_records
-    from tasks.masks import PostFilterSettings
+    from sufra.tasks.annotate.instances import (
+        AnnotateItem,
+        AnnotateSettings,
+        annotate_batch,
+        detector_batch_size,
+        to_records,
+    )
+    from sufra.tasks.annotate.postfilter import PostFilterSettings
 
     clock = Clock()
     clock.wrap(detector.model, "forward", "model")
@@ -129,8 +133,7 @@ def stock_predictor(segmenter, kind: str):
     """What autodistill runs: segment_anything's own SamPredictor on the stock modules (our segmenter's encoder
     attention is fused, see models.build.fuse_sam_attention), with the same weights."""
     from segment_anything import SamPredictor
-
-    from models.build import SAM_ARCHS, build_sam
+    from sufra.models.build import SAM_ARCHS, build_sam
 
     stock = build_sam(SAM_ARCHS[kind])
     stock.load_state_dict(segmenter.model.state_dict())
@@ -139,7 +142,7 @@ def stock_predictor(segmenter, kind: str):
 
 def run_loop(images, detector, predictor, prompts) -> float:
     """autodistill GroundedSAM's loop: per image the detector, one set_image, one predict per box."""
-    from tasks.annotate import nms as nms_fn
+    from sufra.tasks.annotate.instances import nms as nms_fn
 
     start = time.perf_counter()
     for image in images:

@@ -97,9 +97,7 @@ def score(pairs: set[tuple[str, str]], truth: dict[str, str]) -> tuple[float, in
 
 def ours(files: list[Path], threshold: int) -> dict:
     """One hashing run with a cold worker pool (imagededup starts its pool per call too), then the search."""
-    from sufra.pools import discard_pool
-    from sufra.store import DataRoot
-    from tasks.dedup import (
+    from sufra.tasks.curate.hashing import (
         HASH_PRELOAD,
         DedupSettings,
         HashInput,
@@ -107,6 +105,9 @@ def ours(files: list[Path], threshold: int) -> dict:
         pair_search,
         verified_distance,
     )
+
+    from sufra.core.store import DataRoot
+    from sufra.utils.pools import discard_pool
 
     settings = DedupSettings(candidate_threshold=threshold)
     items = [HashInput(p.name, "bench", "bench", str(p), 0, 0) for p in files]
@@ -130,7 +131,7 @@ def ours(files: list[Path], threshold: int) -> dict:
 
 def search_scaling(sizes: list[int]) -> dict[int, float]:
     """Seconds of the exact all-pairs search (threshold 12, 64-bit codes) over n hashes."""
-    from tasks.dedup import pair_search
+    from sufra.tasks.curate.hashing import pair_search
 
     rng = np.random.default_rng(0)
     out = {}

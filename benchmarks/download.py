@@ -101,9 +101,10 @@ def run_bare(urls: list[str], out: Path, threads: int) -> float:
 
 
 def run_ours(urls: list[str], out: Path, threads: int) -> tuple[float, dict]:
-    from sufra.store import DataRoot
-    from tasks.crawl import CollectSettings, QuerySpec, collect_query
-    from tasks.http import FetchSettings
+    from sufra.tasks.collect.query import CollectSettings, QuerySpec, collect_query
+
+    from sufra.core.store import DataRoot
+    from sufra.utils.http import FetchSettings
 
     listing = out.parent / "ours-urls.txt"
     listing.write_text("\n".join(urls) + "\n")

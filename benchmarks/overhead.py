@@ -25,13 +25,13 @@ from benchmarks._common import emit  # noqa: E402
 
 def plain_build(root, catalog, dishes, settings, run_id: str) -> None:
     """The build's work without Prefect: the same domain functions, in the same order."""
-    import tasks.annotate as annotate_mod
-    from schemas.tables import ANNOTATIONS, INSTANCES
-    from tasks.annotate import annotate_items, config_hash, items_to_annotate, load_models
-    from tasks.crawl import QuerySpec, collect_query, plan_queries
-    from tasks.curate import dedup_and_split, hash_shard, images_to_hash
-    from tasks.curate_report import render_curate_report
-    from tasks.export import write_export
+    import sufra.tasks.annotate.instances as annotate_mod
+    from sufra.schemas.tables import ANNOTATIONS, INSTANCES
+    from sufra.tasks.annotate.instances import annotate_items, config_hash, items_to_annotate, load_models
+    from sufra.tasks.collect.query import QuerySpec, collect_query, plan_queries
+    from sufra.tasks.curate.dedup import dedup_and_split, hash_shard, images_to_hash
+    from sufra.tasks.curate.report import render_curate_report
+    from sufra.tasks.export.release import write_export
 
     for spec in plan_queries(catalog, dishes, settings.collect):
         collect_query(QuerySpec.model_validate(spec.model_dump()), root, settings.collect, run_id)
@@ -55,12 +55,13 @@ def plain_build(root, catalog, dishes, settings, run_id: str) -> None:
 
 
 def measure(n_images: int) -> dict:
-    import tasks.annotate as annotate_mod
-    from flows.build import build
-    from flows.demo import DEMO_COUNTRY, demo_settings, serve_demo_images
-    from sufra.catalog import load_country
-    from sufra.devserver import EngineServer
-    from sufra.store import DataRoot
+    import sufra.tasks.annotate.instances as annotate_mod
+    from sufra.flows.build import build
+
+    from sufra.app.demo import DEMO_COUNTRY, demo_settings, serve_demo_images
+    from sufra.app.devserver import EngineServer
+    from sufra.core.catalog import load_country
+    from sufra.core.store import DataRoot
 
     catalog = load_country(DEMO_COUNTRY)
     dishes = catalog.benchmark_sets["egypt5"]

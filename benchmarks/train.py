@@ -27,11 +27,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="30 images, 3 epochs")
     args = parser.parse_args()
     from PIL import Image
-
-    from models.extractors import DepthExtractor, EfficientNetExtractor, ExtractorSpec
-    from models.tiny import save_tiny_depth
-    from tasks.features import instance_tensors
-    from tasks.train import TrainSettings, build_head
+    from sufra.models.extractors import DepthExtractor, EfficientNetExtractor, ExtractorSpec
+    from sufra.models.tiny import save_tiny_depth
+    from sufra.tasks.learn.features import instance_tensors
+    from sufra.tasks.learn.train import TrainSettings, build_head
 
     n_images, epochs = (30, 3) if args.quick else (120, 5)
     torch.set_num_threads(2)

@@ -6,12 +6,18 @@ from collections import Counter
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sufra.flows.common import run_manifest, run_shards, table_artifact
+from sufra.schemas.tables import ANNOTATIONS, INSTANCES
+from sufra.tasks.annotate.instances import (
+    AnnotateSettings,
+    annotate_items,
+    config_hash,
+    items_to_annotate,
+    load_models,
+)
 
-from flows._common import run_manifest, run_shards, table_artifact
-from schemas.tables import ANNOTATIONS, INSTANCES
-from sufra.catalog import load_country
-from sufra.store import DataRoot
-from tasks.annotate import AnnotateSettings, annotate_items, config_hash, items_to_annotate, load_models
+from sufra.core.catalog import load_country
+from sufra.core.store import DataRoot
 
 
 @task(name="annotate-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, tags=["gpu"])

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from sufra.flows.common import run_manifest
+from sufra.flows.evaluate import benchmark_classes
+from sufra.models.clip_baselines import ClipModel, ClipSpec
+from sufra.tasks.learn.baselines import run_baselines
 
-from flows._common import run_manifest
-from flows.evaluate import benchmark_classes
-from models.clip_baselines import ClipModel, ClipSpec
-from sufra.store import DataRoot
-from tasks.baselines import run_baselines
+from sufra.core.store import DataRoot
 
 
 @flow(name="baselines", log_prints=True)

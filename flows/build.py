@@ -7,18 +7,18 @@ import datetime as dt
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
+from sufra.flows.annotate import annotate
+from sufra.flows.collect import collect
+from sufra.flows.common import run_manifest
+from sufra.flows.curate import curate
+from sufra.flows.export import export
+from sufra.tasks.annotate.instances import AnnotateSettings
+from sufra.tasks.collect.query import CollectSettings
+from sufra.tasks.curate.dedup import CurateSettings
+from sufra.tasks.export.release import ExportSettings
 
-from flows._common import run_manifest
-from flows.annotate import annotate
-from flows.collect import collect
-from flows.curate import curate
-from flows.export import export
-from sufra.catalog import load_country
-from sufra.store import DataRoot
-from tasks.annotate import AnnotateSettings
-from tasks.crawl import CollectSettings
-from tasks.curate import CurateSettings
-from tasks.export import ExportSettings
+from sufra.core.catalog import load_country
+from sufra.core.store import DataRoot
 
 
 class BuildSettings(BaseModel):
@@ -48,7 +48,7 @@ def build(
     stages = settings.stages
     with run_manifest(root, "build", {"country": country, "dishes": dishes, "review": review, "version": version,
                                       "settings": settings.model_dump()}) as manifest:
-        from tasks.crawl import sweep_temp_files
+        from sufra.tasks.collect.query import sweep_temp_files
 
         counts: dict = {"temp_files_swept": sweep_temp_files(root, settings.collect.stale_temp_age_s)}
         if "collect" in stages:
@@ -58,7 +58,7 @@ def build(
         if "annotate" in stages:
             counts["annotate"] = annotate(country=country, data_root=data_root, settings=settings.annotate)
         if review and "review" in stages:
-            from flows.review import pull_reviews, push_for_review
+            from sufra.flows.review import pull_reviews, push_for_review
 
             counts["review_push"] = push_for_review(country=country, data_root=data_root, version=version)
             counts["review_pull"] = pull_reviews(country=country, data_root=data_root, version=version)

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sufra.flows.common import progress_bar, run_manifest, table_artifact
+from sufra.schemas.tables import ImageRecord
+from sufra.tasks.collect.download import SeenImages
+from sufra.tasks.collect.query import (
+    CollectSettings,
+    QuerySpec,
+    collect_query,
+    existing_url_hashes,
+    plan_queries,
+    retry_engine_errors,
+    sweep_temp_files,
+)
 
-from flows._common import progress_bar, run_manifest, table_artifact
-from sufra.catalog import load_country
-from sufra.store import DataRoot
-from tasks import crawl
-from tasks.crawl import CollectSettings, plan_queries, sweep_temp_files
+from sufra.core.catalog import load_country
+from sufra.core.store import DataRoot
+
+
+@task(name="collect-query", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_engine_errors,
+      cache_policy=NO_CACHE, task_run_name="{spec.engine}:{spec.dish}:{spec.query}")
+def collect_query_task(spec: QuerySpec, data_root: str, settings: CollectSettings, run_id: str,
+                       seen: SeenImages | None = None,
+                       on_image: Callable[[ImageRecord], None] | None = None) -> dict[str, int]:
+    """One (dish, query, engine). ``seen`` is shared by the queries of a run on the thread runner (a payload found
+    by two queries is stored once); on a distributed runner each worker gets its own copy."""
+    return collect_query(spec, DataRoot(data_root), settings, run_id, seen=seen, on_image=on_image)
 
 
 @flow(name="collect", log_prints=True)
@@ -33,15 +54,14 @@ def collect(
     logger = get_run_logger()
     with run_manifest(root, "collect", {"country": country, "dishes": dishes, "settings": settings.model_dump()}) as manifest:
         swept = sweep_temp_files(root, settings.stale_temp_age_s)
-        _, _, stored = crawl.existing_url_hashes(root, country)
-        crawl._seen_by_root[(data_root, country)] = crawl.SeenImages(stored)
+        _, _, stored = existing_url_hashes(root, country)
+        seen = SeenImages(stored)
         bar = progress_bar(show_progress, f"collect {country}", "img", len(specs) * settings.max_per_query)
-        if bar is not None:
-            crawl._progress.append(lambda row: bar.update(1))
+        on_image = (lambda row: bar.update(1)) if bar is not None else None
         try:
-            task = crawl._make_task()
             futures = [
-                task.with_options(tags=[f"engine:{spec.engine}"]).submit(spec, data_root, settings, manifest.run_id)
+                collect_query_task.with_options(tags=[f"engine:{spec.engine}"]).submit(
+                    spec, data_root, settings, manifest.run_id, seen, on_image)
                 for spec in specs
             ]
             per_query = []
@@ -53,9 +73,7 @@ def collect(
                     failed.append(f"{spec.engine}:{spec.dish}:{spec.query}: {exc}")
                     logger.error("query failed after retries: %s: %s", spec.query, exc)
         finally:
-            crawl._seen_by_root.pop((data_root, country), None)
             if bar is not None:
-                crawl._progress.pop()
                 bar.close()
         totals: Counter[str] = Counter()
         rows = []
@@ -68,4 +86,3 @@ def collect(
         if failed and not per_query:
             raise RuntimeError(f"every query failed; first: {failed[0]}")
     return manifest.counts
-

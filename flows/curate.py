@@ -6,13 +6,13 @@ from collections import Counter
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sufra.flows.common import run_manifest, run_shards, table_artifact
+from sufra.schemas.tables import IMAGES
+from sufra.tasks.curate.dedup import CurateSettings, dedup_and_split, hash_shard, images_to_hash
+from sufra.tasks.curate.report import render_curate_report
 
-from flows._common import run_manifest, run_shards, table_artifact
-from schemas.tables import IMAGES
-from sufra.catalog import load_country
-from sufra.store import DataRoot
-from tasks.curate import CurateSettings, dedup_and_split, hash_shard, images_to_hash
-from tasks.curate_report import render_curate_report
+from sufra.core.catalog import load_country
+from sufra.core.store import DataRoot
 
 
 @task(name="hash-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import torch
 from prefect import flow, get_run_logger
+from sufra.flows.common import run_manifest, table_artifact
+from sufra.tasks.learn.features import load_cache
+from sufra.tasks.learn.metrics import classification_metrics, write_confusion
+from sufra.tasks.learn.train import load_head, logits_of
 
-from flows._common import run_manifest, table_artifact
-from sufra.catalog import load_catalog
-from sufra.errors import SufraError
-from sufra.store import DataRoot
-from tasks.evaluate import classification_metrics, write_confusion
-from tasks.features import load_cache
-from tasks.train import load_head, logits_of
+from sufra.core.catalog import load_catalog
+from sufra.core.errors import SufraError
+from sufra.core.store import DataRoot
 
 
 def benchmark_classes(name: str) -> list[str]:

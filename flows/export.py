@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sufra.flows.common import run_manifest, table_artifact
+from sufra.tasks.export.release import ExportSettings, write_export
+from sufra.tasks.export.statistics import long_tail
 
-from flows._common import run_manifest, table_artifact
-from sufra.catalog import load_catalog, load_country
-from sufra.store import DataRoot
-from tasks.export import ExportSettings, long_tail, write_export
+from sufra.core.catalog import load_catalog, load_country
+from sufra.core.store import DataRoot
 
 
 @task(name="write-export", cache_policy=NO_CACHE)

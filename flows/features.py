@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sufra.flows.common import progress_bar, run_manifest
+from sufra.tasks.learn.features import FeatureSettings, extract_features
 
-from flows._common import progress_bar, run_manifest
-from sufra.store import DataRoot
-from tasks.features import FeatureSettings, extract_features
+from sufra.core.store import DataRoot
 
 
 @task(name="extract-features", cache_policy=NO_CACHE, tags=["gpu"])

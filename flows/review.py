@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
+from sufra.flows.common import run_manifest, table_artifact
+from sufra.tasks.review.labelstudio import LabelStudioSettings, pull, push
 
-from flows._common import run_manifest, table_artifact
-from sufra.catalog import load_country
-from sufra.store import DataRoot
-from tasks.review import LabelStudioSettings, pull, push
+from sufra.core.catalog import load_country
+from sufra.core.store import DataRoot
 
 
 @task(name="label-studio-push", retries=2, retry_delay_seconds=[5, 20],

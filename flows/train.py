@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from sufra.flows.common import progress_bar, run_manifest, table_artifact
+from sufra.tasks.learn.features import load_cache
+from sufra.tasks.learn.train import TrainSettings, train_head
 
-from flows._common import progress_bar, run_manifest, table_artifact
-from sufra.store import DataRoot
-from tasks.features import load_cache
-from tasks.train import TrainSettings, train_head
+from sufra.core.store import DataRoot
 
 
 @flow(name="train", log_prints=True)
@@ -44,11 +44,11 @@ def train(cache_folder: str, data_root: str = "./data", settings: TrainSettings 
 
 def demo_train_and_evaluate(data_root: str, country: str, version: str) -> dict:
     """The demo's tail: random EfficientNet-B0 + tiny DPT features, a short training, evaluation on egypt5."""
-    from flows.evaluate import evaluate
-    from flows.features import features
-    from models.extractors import ExtractorSpec
-    from models.tiny import save_tiny_depth
-    from tasks.features import FeatureSettings
+    from sufra.flows.evaluate import evaluate
+    from sufra.flows.features import features
+    from sufra.models.extractors import ExtractorSpec
+    from sufra.models.tiny import save_tiny_depth
+    from sufra.tasks.learn.features import FeatureSettings
 
     root = DataRoot(data_root)
     depth = save_tiny_depth(Path(root.root) / "models" / "dpt-tiny-random")

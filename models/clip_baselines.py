@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from sufra.errors import ModelUnavailableError
+from sufra.core.errors import ModelUnavailableError
 
 TEMPLATES = (
     "a photo of {}, a type of food.",
@@ -38,8 +38,7 @@ class ClipModel:
     def load(cls, spec: ClipSpec, device: str = "cpu") -> ClipModel:
         """Built once per process for the same spec and device (see :func:`models.weights.load_once`)."""
         import open_clip
-
-        from models.weights import load_once
+        from sufra.models.weights import load_once
 
         def build() -> ClipModel:
             try:

@@ -17,9 +17,9 @@ from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel
+from sufra.schemas.detections import Detections
 
-from schemas.detections import Detections
-from sufra.errors import SufraError
+from sufra.core.errors import SufraError
 
 
 class DetectorSpec(BaseModel):
@@ -67,9 +67,8 @@ class TransformersDetector:
     def __init__(self, spec: DetectorSpec, device: str = "cpu", model=None, processor=None):
         """Loads ``spec.model`` (hub id or folder), or wraps an already built ``model`` + ``processor``."""
         import torch
+        from sufra.models.weights import resolve_pretrained
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
-
-        from models.weights import resolve_pretrained
 
         if model is None:
             path = resolve_pretrained(spec.model)
@@ -80,7 +79,7 @@ class TransformersDetector:
         self.processor = processor
         self.model = model.to(device).eval()
         self.kind = self.model.config.model_type
-        from models.weights import model_identity
+        from sufra.models.weights import model_identity
 
         self.version = f"{self.kind}:{model_identity(spec.model)}"
         self._torch = torch
@@ -130,7 +129,7 @@ class GroundingDinoPackageDetector:
         except ImportError:
             raise SufraError("detector backend 'groundingdino' needs the extra: pip install 'sufra[groundingdino]'") from None
 
-        from models.weights import fetch_checkpoint, load_state, model_identity, resolve_pretrained
+        from sufra.models.weights import fetch_checkpoint, load_state, model_identity, resolve_pretrained
 
         config_path = Path(spec.config_path or Path(groundingdino.__file__).parent / "config" / "GroundingDINO_SwinT_OGC.py")
         if not config_path.is_file():

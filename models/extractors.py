@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel
+from sufra.schemas.detections import Detections
 
-from schemas.detections import Detections
-from sufra.errors import ModelUnavailableError, SufraError
+from sufra.core.errors import ModelUnavailableError, SufraError
 
 
 class ExtractorSpec(BaseModel):
@@ -34,7 +34,7 @@ def _load_torchvision_weights(model, weights: str | None, builder_name: str):
                 f"cannot download torchvision weights for {builder_name} ({type(exc).__name__}); download them where "
                 "there is internet (they are cached under ~/.cache/torch) or pass a .pth path") from None
     else:
-        from models.weights import load_state
+        from sufra.models.weights import load_state
 
         state = load_state(weights, "weights file")
     model.load_state_dict(state)
@@ -75,9 +75,8 @@ class DepthExtractor:
     """Image -> full-resolution relative/metric depth (H x W float) through transformers depth models."""
 
     def __init__(self, model: str, device: str = "cpu"):
+        from sufra.models.weights import resolve_pretrained
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-
-        from models.weights import resolve_pretrained
 
         path = resolve_pretrained(model)
         self.processor = AutoImageProcessor.from_pretrained(path)

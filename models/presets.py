@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
+from sufra.models.detectors import DetectorSpec
+from sufra.models.segmenters import SegmenterSpec
 
-from models.detectors import DetectorSpec
-from models.segmenters import SegmenterSpec
-from sufra.errors import SufraError
+from sufra.core.errors import SufraError
 
 
 class Preset(BaseModel):

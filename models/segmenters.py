@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel
 
-from sufra.errors import SufraError
+from sufra.core.errors import SufraError
 
 
 class SegmenterSpec(BaseModel):
@@ -35,9 +35,8 @@ class SamSegmenter:
     def __init__(self, spec: SegmenterSpec, device: str = "cpu", model=None):
         import torch
         from segment_anything import SamPredictor
-
-        from models.build import SAM_ARCHS, SAM_CHECKPOINT_URLS, build_sam, fuse_sam_attention
-        from models.weights import fetch_checkpoint, load_state
+        from sufra.models.build import SAM_ARCHS, SAM_CHECKPOINT_URLS, build_sam, fuse_sam_attention
+        from sufra.models.weights import fetch_checkpoint, load_state
 
         if model is None:
             if spec.model_type not in SAM_ARCHS:
@@ -71,9 +70,8 @@ class Sam2Segmenter:
     def __init__(self, spec: SegmenterSpec, device: str = "cpu", model=None, processor=None):
         """Loads ``spec.model`` (hub id or folder), or wraps an already built ``model`` + ``processor``."""
         import torch
+        from sufra.models.weights import resolve_pretrained
         from transformers import Sam2Model, Sam2Processor
-
-        from models.weights import resolve_pretrained
 
         if model is None:
             path = resolve_pretrained(spec.model)
@@ -82,7 +80,7 @@ class Sam2Segmenter:
         self.processor = processor
         self.model = model.to(device).eval()
         self.device = device
-        from models.weights import model_identity
+        from sufra.models.weights import model_identity
 
         self.version = f"sam2:{model_identity(spec.model)}"
         self._torch = torch

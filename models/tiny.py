@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.detectors import DetectorSpec
-from models.segmenters import SegmenterSpec
+from sufra.models.detectors import DetectorSpec
+from sufra.models.segmenters import SegmenterSpec
 
 BASE_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","]
 
@@ -137,8 +137,7 @@ def save_tiny_groundingdino_package(folder: Path, words: list[str], seed: int = 
 def save_tiny_sam(path: Path, seed: int = 0) -> SegmenterSpec:
     """A segment_anything SAM of the ``tiny`` architecture (models.build.SAM_ARCHS), saved as a state dict."""
     import torch
-
-    from models.build import SAM_ARCHS, build_sam
+    from sufra.models.build import SAM_ARCHS, build_sam
 
     torch.manual_seed(seed)
     path = Path(path)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from sufra.errors import ModelUnavailableError
+from sufra.core.errors import ModelUnavailableError
 
 T = TypeVar("T")
 

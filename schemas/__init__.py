@@ -1,6 +1,6 @@
 """Pydantic records and pyarrow schemas of every table, and the COCO structures."""
 
-from schemas.tables import (
+from sufra.schemas.tables import (
     ANNOTATIONS,
     CANDIDATES,
     DUPLICATES,

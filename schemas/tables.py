@@ -12,8 +12,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
-
-from schemas.arrow import arrow_schema, field_converters
+from sufra.schemas.arrow import arrow_schema, field_converters
 
 SCHEMA_VERSION = "1.0"
 """Bumped on any change of a table's columns; written to every Parquet file as ``sufra.schema_version``."""
@@ -215,9 +214,8 @@ TABLES: dict[str, Table] = {
 
 
 def table(name: str) -> Table:
+    """The table called ``name``; a ``KeyError`` naming the known tables otherwise."""
     try:
         return TABLES[name]
     except KeyError:
-        from sufra.errors import SufraError
-
-        raise SufraError(f"unknown table '{name}'; known tables: {', '.join(TABLES)}") from None
+        raise KeyError(f"unknown table '{name}'; known tables: {', '.join(TABLES)}") from None

@@ -11,7 +11,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import pytest
 
-from sufra.store import DataRoot
+from sufra.core.store import DataRoot
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -42,7 +42,7 @@ def prefect_harness():
 
 @pytest.fixture
 def engine_server():
-    from sufra.devserver import EngineServer
+    from sufra.app.devserver import EngineServer
 
     with EngineServer() as server:
         yield server
@@ -82,8 +82,9 @@ def canary():
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random Grounding DINO, SAM and SAM 2 saved to disk (loaded back through the public loaders)."""
-    from models.tiny import save_tiny_grounding_dino, save_tiny_sam, save_tiny_sam2
-    from sufra.catalog import load_country
+    from sufra.models.tiny import save_tiny_grounding_dino, save_tiny_sam, save_tiny_sam2
+
+    from sufra.core.catalog import load_country
 
     folder = tmp_path_factory.mktemp("models")
     words = [p for c in ("egypt",) for d in load_country(c).dishes for p in d.prompts] + ["food", "dish"]

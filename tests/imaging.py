@@ -7,9 +7,9 @@ import random
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
+from sufra.schemas.tables import IMAGES, ImageRecord
 
-from schemas.tables import IMAGES, ImageRecord
-from sufra.store import DataRoot, utcnow
+from sufra.core.store import DataRoot, utcnow
 
 
 def scene(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:

@@ -4,23 +4,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from models.detectors import build_detector, caption, match_phrase
-from models.segmenters import build_segmenter
-from schemas.detections import Detections
-from sufra.errors import ModelUnavailableError, SufraError
-from tasks.masks import (
+from sufra.models.detectors import build_detector, caption, match_phrase
+from sufra.models.segmenters import build_segmenter
+from sufra.schemas.detections import Detections
+from sufra.tasks.annotate.postfilter import (
     PostFilterSettings,
     drop_duplicates,
     drop_full_image_boxes,
     drop_tiny,
     drop_unions,
-    mask_to_rle,
     post_filter,
-    rle_area,
-    rle_bbox,
-    rle_to_mask,
 )
+
+from sufra.core.errors import ModelUnavailableError, SufraError
+from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
 from tests.imaging import scene
 
 
@@ -110,7 +107,7 @@ def test_tiny_grounding_dino_loads_and_detects(tiny_models):
 
 @pytest.fixture(scope="module")
 def tiny_package_gdino(tmp_path_factory):
-    from models.tiny import save_tiny_groundingdino_package
+    from sufra.models.tiny import save_tiny_groundingdino_package
 
     return save_tiny_groundingdino_package(tmp_path_factory.mktemp("gdino-package"), ["koshari", "mahshi", "food", "dish"])
 
@@ -140,8 +137,7 @@ def test_groundingdino_package_backend_loads_and_detects(tiny_package_gdino, tmp
 
 def test_groundingdino_package_backend_errors_are_one_line(tiny_package_gdino, tmp_path):
     import torch
-
-    from models.segmenters import SegmenterSpec
+    from sufra.models.segmenters import SegmenterSpec
 
     wrong = tmp_path / "wrong.pth"
     for weights, message in [(torch.zeros(4, 256), r"\d+ weights missing \(e\.g\. transformer\."), (torch.zeros(4, 32), "size mismatch")]:
@@ -180,9 +176,8 @@ def test_fused_sam_attention_matches_segment_anything():
 
     import torch
     from segment_anything import SamPredictor
-
-    from models.build import SAM_ARCHS, build_sam, fuse_sam_attention
-    from models.segmenters import SamSegmenter, SegmenterSpec
+    from sufra.models.build import SAM_ARCHS, build_sam, fuse_sam_attention
+    from sufra.models.segmenters import SamSegmenter, SegmenterSpec
 
     torch.manual_seed(0)
     stock = build_sam(SAM_ARCHS["tiny"])
@@ -223,8 +218,8 @@ def test_sam_checkpoint_from_url_is_cached(tiny_models, tmp_path, monkeypatch, e
 def test_missing_weights_fail_fast_with_one_line(monkeypatch, tmp_path):
     import time
 
-    from models.detectors import DetectorSpec
-    from models.segmenters import SegmenterSpec
+    from sufra.models.detectors import DetectorSpec
+    from sufra.models.segmenters import SegmenterSpec
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
@@ -238,7 +233,7 @@ def test_missing_weights_fail_fast_with_one_line(monkeypatch, tmp_path):
 
 
 def annotate_settings(tiny_models, **overrides):
-    from tasks.annotate import AnnotateSettings
+    from sufra.tasks.annotate.instances import AnnotateSettings
 
     values = dict(detector=tiny_models["detector"], segmenter=tiny_models["sam"], batch_size=4, shard_size=8,
                   postfilter=PostFilterSettings(min_area_ratio=0.0005))
@@ -247,7 +242,7 @@ def annotate_settings(tiny_models, **overrides):
 
 
 def curated_root(tmp_path, n):
-    from sufra.store import DataRoot
+    from sufra.core.store import DataRoot
     from tests.imaging import jpeg, store
     from tests.test_curate import SINGLE, run_curate
 
@@ -259,8 +254,8 @@ def curated_root(tmp_path, n):
 
 @pytest.mark.slow
 def test_annotate_flow_end_to_end(tiny_models, tmp_path, prefect_harness):
-    from flows.annotate import annotate
-    from schemas import ANNOTATIONS, INSTANCES
+    from sufra.flows.annotate import annotate
+    from sufra.schemas import ANNOTATIONS, INSTANCES
 
     root = curated_root(tmp_path, 20)
     settings = annotate_settings(tiny_models)
@@ -284,9 +279,9 @@ def test_annotate_flow_end_to_end(tiny_models, tmp_path, prefect_harness):
 
 MEMORY_SCRIPT = """
 import json, resource, sys
-from sufra.store import DataRoot
-from sufra.catalog import load_country
-from tasks.annotate import AnnotateSettings, annotate_items, config_hash, items_to_annotate, load_models
+from sufra.core.store import DataRoot
+from sufra.core.catalog import load_country
+from sufra.tasks.annotate.instances import AnnotateSettings, annotate_items, config_hash, items_to_annotate, load_models
 settings = AnnotateSettings.model_validate_json(open(sys.argv[2]).read())
 root = DataRoot(sys.argv[1])
 items = items_to_annotate(root, "egypt", settings, "x")[: int(sys.argv[3])]

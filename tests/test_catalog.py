@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sufra.catalog import catalog_files, load_catalog, load_country, load_country_file
-from sufra.errors import CatalogError
+from sufra.core.catalog import catalog_files, load_catalog, load_country, load_country_file
+from sufra.core.errors import CatalogError
 
 GOOD = """\
 country: testland
@@ -73,7 +73,7 @@ def test_broken_catalog_gives_one_line(kind, tmp_path):
 def test_cli_validate_exit_code_2(kind, tmp_path):
     path = tmp_path / "testland.yaml"
     path.write_text(BROKEN[kind][0], encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "sufra.cli", "catalog", "validate", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "sufra.app.cli", "catalog", "validate", str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("sufra: error: ")
@@ -81,9 +81,9 @@ def test_cli_validate_exit_code_2(kind, tmp_path):
 
 
 def test_cli_validate_bundled_and_list_json():
-    proc = subprocess.run([sys.executable, "-m", "sufra.cli", "catalog", "validate"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "sufra.app.cli", "catalog", "validate"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.count("ok ") == len(catalog_files())
-    proc = subprocess.run([sys.executable, "-m", "sufra.cli", "catalog", "list", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "sufra.app.cli", "catalog", "list", "--json"],
                           capture_output=True, text=True)
     rows = json.loads(proc.stdout)
     assert {"country", "dish", "names", "queries", "prompts"} <= set(rows[0])
@@ -104,6 +104,6 @@ def test_unknown_country_names_the_known_ones():
 def test_debug_shows_traceback(tmp_path):
     path = Path(tmp_path / "x.yaml")
     path.write_text("dishes: [", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "sufra.cli", "--debug", "catalog", "validate", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "sufra.app.cli", "--debug", "catalog", "validate", str(path)],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr

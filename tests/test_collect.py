@@ -9,11 +9,11 @@ import time
 
 import pyarrow.compute as pc
 import pytest
+from sufra.schemas import CANDIDATES, IMAGES
+from sufra.tasks.collect.query import CollectSettings, QuerySpec, collect_query
 
-from schemas import CANDIDATES, IMAGES
-from sufra.store import DataRoot
-from tasks.crawl import CollectSettings, QuerySpec, collect_query
-from tasks.http import FetchSettings
+from sufra.core.store import DataRoot
+from sufra.utils.http import FetchSettings
 
 QUERY = "koshari egyptian food"
 
@@ -88,7 +88,7 @@ def test_every_payload_ends_as_image_or_reason(engine, engine_server, canary, tm
 
 def test_forbidden_redirect_never_connects(engine_server, canary, tmp_path):
     canary_port, canary_hits = canary
-    from tasks.http import Fetcher, FetchError
+    from sufra.utils.http import Fetcher, FetchError
 
     fetcher = Fetcher(FetchSettings(allow_networks=["127.0.0.1"]))
     with pytest.raises(FetchError, match="forbidden_address"):
@@ -126,7 +126,7 @@ def test_same_bytes_under_two_dishes_is_recorded_as_exact_duplicate(engine_serve
 
 
 def test_url_list_and_folder_sources(tmp_path, engine_server):
-    from sufra.devserver import food_image
+    from sufra.app.devserver import food_image
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -161,7 +161,7 @@ def test_large_batch_in_worker_processes_matches_threads(tmp_path, engine_server
         assert len(rows[processes]) == 1000
         assert len(list((tmp_path / f"data-{processes}" / "images").rglob("*.jpg"))) == 1000
     assert rows[1] == rows[2]
-    from sufra.pools import _pools
+    from sufra.utils.pools import _pools
 
     assert any(workers == 2 for workers, _ in _pools)  # warm for the next query
 
@@ -169,8 +169,8 @@ def test_large_batch_in_worker_processes_matches_threads(tmp_path, engine_server
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys
-    from sufra.store import DataRoot
-    from tasks.crawl import CollectSettings, QuerySpec, collect_query
+    from sufra.core.store import DataRoot
+    from sufra.tasks.collect.query import CollectSettings, QuerySpec, collect_query
     settings = CollectSettings.model_validate_json(sys.argv[2])
     spec = QuerySpec(country="egypt", dish="koshari", query=sys.argv[3], engine="bing")
     collect_query(spec, DataRoot(sys.argv[1]), settings, run_id="killed")
@@ -180,7 +180,7 @@ KILL_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_kill_and_resume(engine_server, tmp_path, prefect_harness):
-    from flows.collect import collect
+    from sufra.flows.collect import collect
 
     names = engine_server.add_food_images(QUERY, 120)
     engine_server.image_delay_s = 0.03

@@ -3,13 +3,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from sufra.schemas import DUPLICATES, HASHES, IMAGES, SPLITS
+from sufra.schemas.tables import ImageRecord
+from sufra.tasks.curate.dedup import CurateSettings, dedup_and_split, hash_shard, images_to_hash
+from sufra.tasks.curate.hashing import DedupSettings, hash_bytes, pack, pair_search
+from sufra.tasks.curate.split import SplitSettings, Unit, assign_splits
 
-from schemas import DUPLICATES, HASHES, IMAGES, SPLITS
-from schemas.tables import ImageRecord
-from sufra.store import DataRoot, utcnow
-from tasks.curate import CurateSettings, dedup_and_split, hash_shard, images_to_hash
-from tasks.dedup import DedupSettings, hash_bytes, pack, pair_search
-from tasks.split import SplitSettings, Unit, assign_splits
+from sufra.core.store import DataRoot, utcnow
 from tests.imaging import jpeg, scene, store, transforms
 
 SINGLE = CurateSettings(dedup=DedupSettings(workers=1))
@@ -69,8 +69,7 @@ def test_near_duplicates_recall_and_no_false_merges(tmp_path):
 def test_resample_weights_are_pillows_float_resize(in_size, out_size, name):
     """One axis of Pillow's resize of an 'F' (float) image: down, up, odd ratios, a one-pixel side, no change."""
     from PIL import Image
-
-    from tasks.dedup import resample_weights
+    from sufra.tasks.curate.hashing import resample_weights
 
     pixels = np.random.default_rng(in_size).uniform(0, 255, (3, in_size)).astype(np.float32)
     resized = Image.fromarray(pixels, "F").resize((out_size, 3), getattr(Image.Resampling, name.upper()))
@@ -96,7 +95,7 @@ def low_dct(pixels: np.ndarray, k: int) -> np.ndarray:
 def test_dct_blocks_follow_their_recipe(shape):
     """Every block the hashes come from, against its definition with Pillow's float resize and scipy's DCT: the
     full frame LANCZOS to 32 x 32; inner crops and windows cut from the 64 x 64 BILINEAR base (nearest index)."""
-    from tasks.dedup import dct_blocks
+    from sufra.tasks.curate.hashing import dct_blocks
 
     def near(side, start, stop):  # nearest-index resampling of [start, stop) to ``side`` samples
         return np.linspace(start, stop - 1, side).round().astype(int)
@@ -165,7 +164,7 @@ def test_hashing_a_batch_equals_hashing_one_by_one(kind):
     """A batch keeps each image's hashes in its place, undecodable files included (their exception in place)."""
     import io
 
-    from tasks.dedup import hash_many
+    from sufra.tasks.curate.hashing import hash_many
 
     png = io.BytesIO()
     scene(4).save(png, "PNG")
@@ -319,7 +318,7 @@ def test_hashing_in_worker_processes_matches_single(tmp_path):
     root = DataRoot(tmp_path / "data")
     store(root, "egypt", [("koshari", jpeg(scene(s))) for s in range(30)])
     items = images_to_hash(root, "egypt")
-    from tasks.dedup import hash_images
+    from sufra.tasks.curate.hashing import hash_images
 
     single = [r for chunk in hash_images(items, root.url, DedupSettings(workers=1)) for r in chunk]
     multi = [r for chunk in hash_images(items, root.url, DedupSettings(workers=2), chunk_size=8) for r in chunk]
@@ -328,7 +327,7 @@ def test_hashing_in_worker_processes_matches_single(tmp_path):
 
 
 def test_curate_flow_writes_tables_report_and_manifest(tmp_path, prefect_harness):
-    from flows.curate import curate
+    from sufra.flows.curate import curate
 
     root = DataRoot(tmp_path / "data")
     base = scene(42)

@@ -3,11 +3,11 @@
 import shutil
 
 import pytest
+from sufra.schemas import ANNOTATIONS, DUPLICATES, INSTANCES, SPLITS
+from sufra.tasks.curate.dedup import CurateSettings
+from sufra.tasks.curate.hashing import DedupSettings
 
-from schemas import ANNOTATIONS, DUPLICATES, INSTANCES, SPLITS
-from sufra.store import DataRoot
-from tasks.curate import CurateSettings
-from tasks.dedup import DedupSettings
+from sufra.core.store import DataRoot
 from tests.imaging import jpeg, scene, store, transforms
 
 
@@ -27,9 +27,9 @@ def snapshot(root: DataRoot) -> dict:
 @pytest.mark.slow
 def test_dask_runner_gives_the_same_tables(tmp_path, tiny_models, prefect_harness):
     from prefect_dask import DaskTaskRunner
+    from sufra.flows.annotate import annotate
+    from sufra.flows.curate import curate
 
-    from flows.annotate import annotate
-    from flows.curate import curate
     from tests.test_annotate import annotate_settings
 
     items = []

@@ -16,8 +16,8 @@ BIN = Path(sys.executable).parent
 
 
 def test_prefect_yaml_is_generated_from_the_catalog():
-    from sufra.catalog import load_catalog
-    from sufra.deployments import deployments_yaml
+    from sufra.app.deployments import deployments_yaml
+    from sufra.core.catalog import load_catalog
 
     text = (REPO / "prefect.yaml").read_text(encoding="utf-8")
     assert text == deployments_yaml(), "prefect.yaml is stale: run `sufra deployments --write`"

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from sufra.schemas import ANNOTATIONS, INSTANCES, REVIEWS, SPLITS
+from sufra.schemas.tables import AnnotationRecord, InstanceRecord, ReviewRecord
+from sufra.tasks.export.release import ExportSettings, write_export
 
-from schemas import ANNOTATIONS, INSTANCES, REVIEWS, SPLITS
-from schemas.tables import AnnotationRecord, InstanceRecord, ReviewRecord
-from sufra.catalog import load_country
-from sufra.errors import SufraError
-from sufra.store import DataRoot
-from tasks.export import ExportSettings, write_export
-from tasks.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
+from sufra.core.catalog import load_country
+from sufra.core.errors import SufraError
+from sufra.core.store import DataRoot
+from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
 from tests.imaging import jpeg, scene, store
 from tests.test_curate import SINGLE, run_curate
 
@@ -177,7 +177,7 @@ def test_review_wins_and_rejected_images_leave(tmp_path):
 
 
 def test_export_is_atomic(tmp_path, monkeypatch):
-    import tasks.export_report
+    import sufra.tasks.export.report
 
     root = DataRoot(tmp_path / "data")
     build_dataset(root, dishes=("koshari",), per_dish=4)
@@ -185,7 +185,7 @@ def test_export_is_atomic(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(tasks.export_report, "render_report", boom)
+    monkeypatch.setattr(sufra.tasks.export.report, "render_report", boom)
     with pytest.raises(RuntimeError):
         write_export(root, [load_country("egypt")], "v1", ExportSettings())
     folder = tmp_path / "data" / "exports" / "egypt"

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sufra.models.fusion import InstanceAwareFusionHead, masked_average_pool
+from sufra.tasks.learn.train import TrainSettings, load_head, logits_of, train_head
 
-from models.fusion import InstanceAwareFusionHead, masked_average_pool
-from tasks.roi import depth_rois, depth_stats, feature_rois, mask_rois
-from tasks.train import TrainSettings, load_head, logits_of, train_head
+from sufra.utils.roi import depth_rois, depth_stats, feature_rois, mask_rois
 
 
 def test_roi_align_uses_feature_stride_scale():
@@ -139,13 +139,13 @@ def test_ablations_run(flag):
 @pytest.mark.slow
 def test_feature_cache_end_to_end(tmp_path):
     from safetensors.torch import load_file
+    from sufra.models.extractors import ExtractorSpec
+    from sufra.models.tiny import save_tiny_depth
+    from sufra.tasks.export.release import ExportSettings, write_export
+    from sufra.tasks.learn.features import FeatureSettings, extract_features, load_cache, read_index
 
-    from models.extractors import ExtractorSpec
-    from models.tiny import save_tiny_depth
-    from sufra.catalog import load_country
-    from sufra.store import DataRoot
-    from tasks.export import ExportSettings, write_export
-    from tasks.features import FeatureSettings, extract_features, load_cache, read_index
+    from sufra.core.catalog import load_country
+    from sufra.core.store import DataRoot
     from tests.test_export import build_dataset
 
     root = DataRoot(tmp_path / "data")
@@ -169,7 +169,7 @@ def test_feature_cache_end_to_end(tmp_path):
 
 # -- CLIP baselines ------------------------------------------------------------------------------------------------
 def test_hybrid_routing_rule():
-    from models.clip_baselines import choose_tau, route
+    from sufra.models.clip_baselines import choose_tau, route
 
     general = ["pizza", "sushi", "pizza"]
     probs = np.array([[0.9, 0.1], [0.55, 0.45], [0.2, 0.8]])
@@ -183,8 +183,8 @@ def test_clip_zero_shot_with_tiny_random_model():
     import open_clip
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
     from open_clip.transform import image_transform
+    from sufra.models.clip_baselines import ClipModel, train_linear_probe, zero_shot_logits
 
-    from models.clip_baselines import ClipModel, train_linear_probe, zero_shot_logits
     from tests.imaging import scene
 
     torch.manual_seed(0)
@@ -203,12 +203,12 @@ def test_baselines_on_an_export(tmp_path):
     import open_clip
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
     from open_clip.transform import image_transform
+    from sufra.models.clip_baselines import ClipModel
+    from sufra.tasks.export.release import ExportSettings, write_export
+    from sufra.tasks.learn.baselines import run_baselines
 
-    from models.clip_baselines import ClipModel
-    from sufra.catalog import load_country
-    from sufra.store import DataRoot
-    from tasks.baselines import run_baselines
-    from tasks.export import ExportSettings, write_export
+    from sufra.core.catalog import load_country
+    from sufra.core.store import DataRoot
     from tests.test_export import build_dataset
 
     root = DataRoot(tmp_path / "data")

@@ -2,7 +2,14 @@ import time
 
 import pytest
 
-from tasks.http import Fetcher, FetchError, FetchSettings, HostLimiter, check_url_allowed, retry_after_seconds
+from sufra.utils.http import (
+    Fetcher,
+    FetchError,
+    FetchSettings,
+    HostLimiter,
+    check_url_allowed,
+    retry_after_seconds,
+)
 
 
 @pytest.mark.parametrize(

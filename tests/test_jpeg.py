@@ -4,9 +4,9 @@ import io
 
 import pytest
 from PIL import Image
+from sufra.tasks.collect.validate import Rejection, ValidationSettings, validate_image
 
-from tasks.jpeg import decode_scaled, header_size, needs_pillow
-from tasks.validate import Rejection, ValidationSettings, validate_image
+from sufra.utils.jpeg import decode_scaled, header_size, needs_pillow
 from tests.imaging import jpeg, scene
 
 
@@ -35,7 +35,7 @@ def test_needs_pillow_only_when_orientation_applies(endian):
 @pytest.mark.parametrize("fast", [True, False])
 def test_orientation_only_reencodes_when_pillow_would_transpose(fast, monkeypatch):
     if not fast:  # the Pillow path must agree with the fast one
-        monkeypatch.setattr("tasks.jpeg.needs_pillow", lambda data: True)
+        monkeypatch.setattr("sufra.utils.jpeg.needs_pillow", lambda data: True)
     image = scene(4, (120, 80))
     kept = with_orientation(image, 0)
     checked = validate_image(kept)
@@ -47,7 +47,7 @@ def test_orientation_only_reencodes_when_pillow_would_transpose(fast, monkeypatc
 def test_broken_headers_do_not_break_the_header_walk():
     """EXIF without a TIFF byte order mark (Pillow reads no orientation from it either) stays on the fast path;
     a file cut inside a header segment is rejected as corrupt with one line, hashing keeps it as its row's error."""
-    from tasks.dedup import DedupSettings, hash_many
+    from sufra.tasks.curate.hashing import DedupSettings, hash_many
 
     data = jpeg(scene(2, (120, 80)))
     junk_exif = b"Exif\x00\x00XX" + b"\x00" * 30

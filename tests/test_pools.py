@@ -1,6 +1,6 @@
 """Warm worker pools: reuse, and discarding one."""
 
-from sufra.pools import discard_pool, process_pool
+from sufra.utils.pools import discard_pool, process_pool
 
 PRELOAD = ("json",)
 

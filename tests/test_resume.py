@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from sufra.schemas import DUPLICATES, IMAGES, INSTANCES, SPLITS
 
-from schemas import DUPLICATES, IMAGES, INSTANCES, SPLITS
-from sufra.store import DataRoot
+from sufra.core.store import DataRoot
 from tests.servers import free_port
 
 SCRIPT = """
 import sys
-from flows.demo import demo
+from sufra.app.demo import demo
 demo(data_root=sys.argv[1], per_dish=4, train=False, port=int(sys.argv[2]))
 """
 STAGES = ("collect", "curate", "annotate", "export")

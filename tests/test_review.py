@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sufra.schemas import INSTANCES, REVIEWS
+from sufra.tasks.review.labelstudio import Client, LabelStudioSettings, brush_mask, brush_rle, pull, push
 
-from schemas import INSTANCES, REVIEWS
-from sufra.catalog import load_country
-from sufra.errors import SufraError
-from sufra.store import DataRoot
-from tasks.masks import rle_to_mask
-from tasks.review import Client, LabelStudioSettings, brush_mask, brush_rle, pull, push
+from sufra.core.catalog import load_country
+from sufra.core.errors import SufraError
+from sufra.core.store import DataRoot
+from sufra.utils.masks import rle_to_mask
 from tests.servers import free_port, wait_for_health
 from tests.test_export import build_dataset
 

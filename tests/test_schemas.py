@@ -3,9 +3,8 @@ import datetime as dt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from schemas import SCHEMA_VERSION, TABLES
-from schemas.tables import SCHEMA_VERSION_KEY
+from sufra.schemas import SCHEMA_VERSION, TABLES
+from sufra.schemas.tables import SCHEMA_VERSION_KEY
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 

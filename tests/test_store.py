@@ -1,10 +1,10 @@
 import datetime as dt
 
 import pytest
+from sufra.schemas import IMAGES, SPLITS
 
-from schemas import IMAGES, SPLITS
-from sufra.errors import StoreError
-from sufra.store import RunManifest, new_run_id, sha256_hex
+from sufra.core.errors import StoreError
+from sufra.core.store import RunManifest, new_run_id, sha256_hex
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -10,17 +10,17 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.build import BuildSettings, build
-from models.tiny import save_tiny_grounding_dino, save_tiny_sam
-from sufra.catalog import load_country
-from sufra.devserver import EngineServer, food_image, jpeg_bytes
-from tasks.annotate import AnnotateSettings
-from tasks.crawl import CollectSettings
-from tasks.curate import CurateSettings
-from tasks.dedup import DedupSettings
-from tasks.export import ExportSettings
-from tasks.http import FetchSettings
-from tasks.masks import PostFilterSettings
+from sufra.app.devserver import EngineServer, food_image, jpeg_bytes
+from sufra.core.catalog import load_country
+from sufra.flows.build import BuildSettings, build
+from sufra.models.tiny import save_tiny_grounding_dino, save_tiny_sam
+from sufra.tasks.annotate.instances import AnnotateSettings
+from sufra.tasks.annotate.postfilter import PostFilterSettings
+from sufra.tasks.collect.query import CollectSettings
+from sufra.tasks.curate.dedup import CurateSettings
+from sufra.tasks.curate.hashing import DedupSettings
+from sufra.tasks.export.release import ExportSettings
+from sufra.utils.http import FetchSettings
 
 MEANINGLESS = "DEMO: synthetic images and random models - every label, mask and metric here is meaningless."
 DEMO_COUNTRY = "egypt"
@@ -73,7 +73,7 @@ def demo(data_root: str = "./demo-data", per_dish: int = 12, train: bool = True,
         counts = build(country=DEMO_COUNTRY, dishes=dishes, version="demo", data_root=data_root, settings=settings)
     counts["served_images"] = served
     if train:
-        from flows.train import demo_train_and_evaluate
+        from sufra.flows.train import demo_train_and_evaluate
 
         counts["train"] = demo_train_and_evaluate(data_root=data_root, country=DEMO_COUNTRY, version="demo")
     counts["note"] = MEANINGLESS

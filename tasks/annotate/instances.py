@@ -11,21 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
+from sufra.models.detectors import DetectorSpec
+from sufra.models.segmenters import SegmenterSpec
+from sufra.schemas.detections import Detections
+from sufra.schemas.tables import ANNOTATIONS, DUPLICATES, IMAGES, SPLITS, AnnotationRecord, InstanceRecord
+from sufra.tasks.annotate.postfilter import PostFilterSettings, drop_full_image_boxes, post_filter
 
-from models.detectors import DetectorSpec
-from models.segmenters import SegmenterSpec
-from schemas.detections import Detections
-from schemas.tables import ANNOTATIONS, DUPLICATES, IMAGES, SPLITS, AnnotationRecord, InstanceRecord
-from sufra.catalog import Country
-from sufra.store import DataRoot, utcnow
-from tasks.masks import (
-    PostFilterSettings,
-    drop_full_image_boxes,
-    mask_to_rle,
-    post_filter,
-    rle_area,
-    rle_bbox,
-)
+from sufra.core.catalog import Country
+from sufra.core.store import DataRoot, utcnow
+from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox
 
 
 class AnnotateSettings(BaseModel):
@@ -45,7 +39,7 @@ class AnnotateSettings(BaseModel):
     splits: list[str] = Field(default_factory=lambda: ["train", "val", "test"])
 
     def resolved(self) -> tuple[DetectorSpec, SegmenterSpec]:
-        from models.presets import preset
+        from sufra.models.presets import preset
 
         chosen = preset(self.preset)
         return self.detector or chosen.detector, self.segmenter or chosen.segmenter
@@ -163,7 +157,7 @@ def annotate_batch(images: list, prompts: list[list[str]], detector, segmenter, 
 def annotate_items(root: DataRoot, country: str, items: list[AnnotateItem], catalog: Country, detector, segmenter,
                    settings: AnnotateSettings, cfg_hash: str) -> Iterator[tuple[list[InstanceRecord], AnnotationRecord]]:
     """Stream images batch by batch (memory does not grow with the number of images)."""
-    from tasks.validate import load_rgb
+    from sufra.utils.images import load_rgb
 
     versions = {"detector": detector.version, "segmenter": segmenter.version}
     batch_size = detector_batch_size(settings, getattr(detector, "device", "cpu"))
@@ -178,10 +172,10 @@ def annotate_items(root: DataRoot, country: str, items: list[AnnotateItem], cata
 
 def load_models(settings: AnnotateSettings):
     """Detector and segmenter for the settings, built once per process."""
-    from models.build import pick_device
-    from models.detectors import build_detector
-    from models.segmenters import build_segmenter
-    from models.weights import load_once
+    from sufra.models.build import pick_device
+    from sufra.models.detectors import build_detector
+    from sufra.models.segmenters import build_segmenter
+    from sufra.models.weights import load_once
 
     detector_spec, segmenter_spec = settings.resolved()
     key = json.dumps([detector_spec.model_dump(), segmenter_spec.model_dump(), settings.device], sort_keys=True)

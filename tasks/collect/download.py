@@ -13,11 +13,12 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from schemas.tables import Candidate, ImageRecord
-from sufra.pools import discard_pool, process_pool
-from sufra.store import DataRoot, utcnow
-from tasks.http import Fetcher, FetchError, FetchSettings
-from tasks.validate import Rejection, ValidationSettings, validate_image
+from sufra.schemas.tables import Candidate, ImageRecord
+from sufra.tasks.collect.validate import Rejection, ValidationSettings, validate_image
+
+from sufra.core.store import DataRoot, utcnow
+from sufra.utils.http import Fetcher, FetchError, FetchSettings
+from sufra.utils.pools import discard_pool, process_pool
 
 IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 
@@ -132,7 +133,7 @@ def download_processes(candidates: list[Candidate], root: DataRoot, fetch: Fetch
             future.cancel()
 
 
-DOWNLOAD_PRELOAD = ("tasks.download", "tasks.jpeg", "schemas.tables", "sufra.store", "PIL.Image", "simplejpeg", "urllib3")
+DOWNLOAD_PRELOAD = ("sufra.tasks.collect.download", "sufra.utils.jpeg", "sufra.schemas.tables", "sufra.core.store", "PIL.Image", "simplejpeg", "urllib3")
 
 
 def download_many(candidates: list[Candidate], root: DataRoot, fetch: FetchSettings, validation: ValidationSettings,

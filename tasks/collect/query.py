@@ -1,6 +1,6 @@
 """The collect stage's unit of work: one (country, dish, query, engine) -> ``candidates`` and ``images`` rows.
 
-Plain functions; the Prefect task wrapper at the bottom only adds retries, tags and logging.
+Plain functions; ``sufra.flows.collect`` wraps :func:`collect_query` as a task (retries, tags, fan-out).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
+from sufra.schemas.tables import CANDIDATES, IMAGES, Candidate, ImageRecord
+from sufra.tasks.collect.download import SeenImages, download_many
+from sufra.tasks.collect.engines import Discovered, EngineError, list_folder, make_engine, read_url_list
+from sufra.tasks.collect.validate import ValidationSettings
 
-from schemas.tables import CANDIDATES, IMAGES, Candidate, ImageRecord
-from sufra.catalog import Country
-from sufra.errors import SufraError
-from sufra.store import DataRoot, sha256_hex, utcnow
-from tasks.download import SeenImages, download_many
-from tasks.engines import Discovered, EngineError, list_folder, make_engine, read_url_list
-from tasks.http import Fetcher, FetchSettings
-from tasks.validate import ValidationSettings
+from sufra.core.catalog import Country
+from sufra.core.errors import SufraError
+from sufra.core.store import DataRoot, sha256_hex, utcnow
+from sufra.utils.http import Fetcher, FetchSettings
 
 WEB_ENGINES = ("bing", "baidu", "google", "flickr")
 LOCAL_ENGINES = ("urllist", "folder")
@@ -155,9 +155,8 @@ def collect_query(spec: QuerySpec, root: DataRoot, settings: CollectSettings, ru
     return dict(counts)
 
 
-# -- Prefect wrapper -------------------------------------------------------------------------------------------
-def _retry_engine_errors(task, task_run, state) -> bool:
-    """Retry only when the engine (I/O) failed, never on a user error."""
+def retry_engine_errors(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry only when the engine (I/O) failed, never on a user error."""
     try:
         state.result()
     except EngineError:
@@ -165,28 +164,3 @@ def _retry_engine_errors(task, task_run, state) -> bool:
     except Exception:
         return False
     return False
-
-
-def _make_task():
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    @task(name="collect-query", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_engine_errors,
-          cache_policy=NO_CACHE, task_run_name="{spec.engine}:{spec.dish}:{spec.query}")
-    def collect_query_task(spec: QuerySpec, data_root: str, settings: CollectSettings, run_id: str) -> dict[str, int]:
-        return collect_query(spec, DataRoot(data_root), settings, run_id, seen=_shared_seen(data_root, spec.country),
-                             on_image=_progress_hook())
-
-    return collect_query_task
-
-
-_seen_by_root: dict[tuple[str, str], SeenImages] = {}
-_progress: list[Callable[[ImageRecord], None]] = []
-
-
-def _shared_seen(data_root: str, country: str) -> SeenImages | None:
-    return _seen_by_root.get((data_root, country))
-
-
-def _progress_hook() -> Callable[[ImageRecord], None] | None:
-    return _progress[-1] if _progress else None

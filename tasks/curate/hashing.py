@@ -21,9 +21,9 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
+from sufra.schemas.tables import HashRecord
 
-from schemas.tables import HashRecord
-from sufra.pools import discard_pool, process_pool
+from sufra.utils.pools import discard_pool, process_pool
 
 HashKind = Literal["phash", "dhash", "whash", "colorhash"]
 
@@ -226,7 +226,7 @@ def _above_median(blocks: np.ndarray) -> np.ndarray:
 def _decode_grey_jpeg(data: bytes, min_px: int) -> np.ndarray | None:
     """Upright single-picture JPEGs: grey straight from libjpeg-turbo, DCT-scaled (the pixels Pillow's ``draft``
     gives, without Pillow's parsing: ~25% of the hashing time). ``None`` when Pillow has to decide."""
-    from tasks.jpeg import decode_scaled, needs_pillow
+    from sufra.utils.jpeg import decode_scaled, needs_pillow
 
     if needs_pillow(data):
         return None
@@ -343,7 +343,7 @@ def hash_bit_count(settings: DedupSettings) -> int:
 
 
 def _hash_chunk(items: list[HashInput], data_root: str, settings: DedupSettings) -> list[HashRecord]:
-    from sufra.store import DataRoot
+    from sufra.core.store import DataRoot
 
     read = DataRoot(data_root).read_bytes
     datas: list[bytes | None] = []
@@ -380,7 +380,7 @@ def hash_images(items: Sequence[HashInput], data_root: str, settings: DedupSetti
         raise
 
 
-HASH_PRELOAD = ("tasks.dedup", "tasks.jpeg", "schemas.tables", "sufra.store", "PIL.Image", "simplejpeg")
+HASH_PRELOAD = ("sufra.tasks.curate.hashing", "sufra.utils.jpeg", "sufra.schemas.tables", "sufra.core.store", "PIL.Image", "simplejpeg")
 
 
 # -- search ----------------------------------------------------------------------------------------------------

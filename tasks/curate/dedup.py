@@ -13,10 +13,8 @@ from typing import Literal
 import numpy as np
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
-
-from schemas.tables import DUPLICATES, HASHES, IMAGES, SPLITS, DuplicateRecord, HashRecord, SplitRecord
-from sufra.store import DataRoot
-from tasks.dedup import (
+from sufra.schemas.tables import DUPLICATES, HASHES, IMAGES, SPLITS, DuplicateRecord, HashRecord, SplitRecord
+from sufra.tasks.curate.hashing import (
     DedupSettings,
     HashInput,
     connected_groups,
@@ -24,7 +22,9 @@ from tasks.dedup import (
     pair_search,
     verified_distance,
 )
-from tasks.split import SplitSettings, Unit, assign_splits
+from sufra.tasks.curate.split import SplitSettings, Unit, assign_splits
+
+from sufra.core.store import DataRoot
 
 
 class CurateSettings(BaseModel):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tasks.http import Fetcher, FetchError
+from sufra.utils.http import Fetcher, FetchError
 
 PAGE_TYPES = ("text/html", "application/json", "text/plain", "application/javascript", "text/javascript")
 
@@ -172,14 +172,14 @@ def make_engine(name: str, fetcher: Fetcher, base_urls: dict[str, str] | None = 
     if name == "flickr":
         api_key = os.environ.get("FLICKR_API_KEY")
         if not api_key:
-            from sufra.errors import SufraError
+            from sufra.core.errors import SufraError
 
             raise SufraError("engine 'flickr' needs an API key: set FLICKR_API_KEY (or drop flickr from --engine)")
         engine = _FlickrEngine("flickr", FlickrFeeder, FlickrParser, base, fetcher,
                                parse_kwargs={"apikey": api_key, "size_preference": ["large", "medium"]})
         engine.api_key = api_key
         return engine
-    from sufra.errors import SufraError
+    from sufra.core.errors import SufraError
 
     raise SufraError(f"unknown engine '{name}'; use bing, baidu, google, flickr, urllist or folder")
 

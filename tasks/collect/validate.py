@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel
 
-from tasks.jpeg import TRANSPOSING_ORIENTATIONS
+from sufra.utils.jpeg import TRANSPOSING_ORIENTATIONS
 
 # magic prefix -> stored file extension
 _MAGIC: list[tuple[bytes, int, str]] = [
@@ -127,7 +127,7 @@ def _validate_plain_jpeg(data: bytes, settings: ValidationSettings) -> ValidImag
     """The common case without Pillow: an upright single-picture JPEG, size from the header, the whole stream
     decoded at 1/8 scale by libjpeg-turbo in strict mode (truncation and corruption raise). ``None``: Pillow decides
     (orientation to apply, multi-picture, CMYK, anything simplejpeg refuses: the rejection reason stays Pillow's)."""
-    from tasks.jpeg import decode_scaled, header_size, needs_pillow
+    from sufra.utils.jpeg import decode_scaled, header_size, needs_pillow
 
     if needs_pillow(data):
         return None
@@ -153,14 +153,3 @@ def _encode_like(image: Image.Image, ext: str) -> bytes:
     else:
         image.save(out, "PNG")
     return out.getvalue()
-
-
-def load_rgb(data: bytes) -> Image.Image:
-    """Decode stored image bytes to an upright RGB image (HxWx3 uint8 when converted with numpy)."""
-    image = Image.open(io.BytesIO(data))
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "P", "PA"):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    return image.convert("RGB")

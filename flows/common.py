@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sufra.store import DataRoot, RunManifest, new_run_id, package_versions, utcnow
+from sufra.core.store import DataRoot, RunManifest, new_run_id, package_versions, utcnow
 
 
 @contextmanager

@@ -1,14 +1,13 @@
-"""Mask utilities and the paper's mask post-filters, as pure functions on :class:`~schemas.detections.Detections`.
-
-Masks are N x H x W bool; RLE is COCO compressed RLE through pycocotools (``size`` = [H, W], ``counts`` str).
-"""
+"""The paper's mask post-filters, as pure functions on :class:`~sufra.schemas.detections.Detections`
+(masks N x H x W bool): tiny masks, duplicates, unions of two others, whole-image boxes."""
 
 from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel
+from sufra.schemas.detections import Detections
 
-from schemas.detections import Detections
+from sufra.utils.masks import mask_iou
 
 
 class PostFilterSettings(BaseModel):
@@ -18,42 +17,6 @@ class PostFilterSettings(BaseModel):
     union_coverage: float = 0.8  # ... and covering this much of C: C is the union A+B and is dropped
     drop_full_image_boxes: bool = True
     full_image_box_ratio: float = 0.95  # box area share of the image above which a box is "the whole image"
-
-
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """H x W bool -> COCO compressed RLE with ``counts`` as str."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def rle_to_mask(rle: dict) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}).astype(bool)
-
-
-def rle_area(rle: dict) -> float:
-    from pycocotools import mask as mask_utils
-
-    return float(mask_utils.area({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}))
-
-
-def rle_bbox(rle: dict) -> list[float]:
-    """[x, y, w, h] of the mask (pycocotools)."""
-    from pycocotools import mask as mask_utils
-
-    return [float(v) for v in mask_utils.toBbox({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")})]
-
-
-def mask_iou(masks: np.ndarray) -> np.ndarray:
-    """N x N IoU of N x H x W bool masks."""
-    flat = masks.reshape(len(masks), -1).astype(np.float32)
-    inter = flat @ flat.T
-    area = flat.sum(1)
-    union = area[:, None] + area[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def drop_tiny(det: Detections, image_area: int, min_area_ratio: float) -> Detections:

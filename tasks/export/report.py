@@ -9,8 +9,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from sufra.catalog import Country
-from sufra.store import DataRoot
+from sufra.core.catalog import Country
+from sufra.core.store import DataRoot
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
@@ -41,8 +41,8 @@ def overlay_thumbnail(data: bytes, instances, size_px: int = 220) -> str:
     """The image with each instance's mask tinted and its box drawn, as a JPEG data URI."""
     from PIL import Image, ImageDraw
 
-    from tasks.masks import rle_to_mask
-    from tasks.validate import load_rgb
+    from sufra.utils.images import load_rgb
+    from sufra.utils.masks import rle_to_mask
 
     image = load_rgb(data)
     array = np.asarray(image).astype(np.float32)
@@ -85,7 +85,7 @@ def render_card(selection, catalogs: list[Country], version: str, name: str, tai
     top = max((r["images"] for r in tail), default=1) or 1
     for r in tail:
         lines.append(f"| {r['category']} | {r['images']} | {r['instances']} | {'█' * max(1, round(20 * r['images'] / top)) if r['images'] else ''} |")
-    from tasks.export import imbalance_ratio
+    from sufra.tasks.export.statistics import imbalance_ratio
 
     lines += ["", f"Imbalance ratio (most / fewest images per present class): {imbalance_ratio(tail)}", "",
               "## Sources and licences", ""]

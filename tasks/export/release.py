@@ -23,9 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
-
-from schemas.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage
-from schemas.tables import (
+from sufra.schemas.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage
+from sufra.schemas.tables import (
     ANNOTATIONS,
     DUPLICATES,
     IMAGES,
@@ -36,10 +35,12 @@ from schemas.tables import (
     InstanceRecord,
     Table,
 )
-from sufra.catalog import Country
-from sufra.errors import SufraError
-from sufra.store import DataRoot
-from tasks.masks import rle_bbox, rle_to_mask
+from sufra.tasks.export.statistics import long_tail
+
+from sufra.core.catalog import Country
+from sufra.core.errors import SufraError
+from sufra.core.store import DataRoot
+from sufra.utils.masks import rle_bbox, rle_to_mask
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -203,31 +204,10 @@ def label_map(instances: list[InstanceRecord], width: int, height: int, cat_id: 
     return out
 
 
-def long_tail(selection: Selection) -> list[dict]:
-    """Images and instances per class, sorted by images (Food2K's long-tail view)."""
-    images_per = Counter()
-    seen = set()
-    instances_per = Counter()
-    for inst in selection.instances:
-        key = (inst.country, inst.label)
-        instances_per[key] += 1
-        if (inst.image_id, key) not in seen:
-            seen.add((inst.image_id, key))
-            images_per[key] += 1
-    rows = [{"category": c.name, "images": images_per[(c.country, c.dish)], "instances": instances_per[(c.country, c.dish)]}
-            for c in selection.categories]
-    return sorted(rows, key=lambda r: (-r["images"], r["category"]))
-
-
-def imbalance_ratio(rows: list[dict]) -> float | None:
-    present = [r["images"] for r in rows if r["images"] > 0]
-    return round(max(present) / min(present), 2) if present else None
-
-
 def write_export(root: DataRoot, catalogs: list[Country], version: str, settings: ExportSettings,
                  name: str | None = None) -> tuple[str, Selection]:
     """Write one dataset version; returns its final path. Raises if it exists (unless ``overwrite``)."""
-    from tasks.export_report import render_card, render_report
+    from sufra.tasks.export.report import render_card, render_report
 
     if not version or "/" in version or version.startswith("."):
         raise SufraError(f"bad export version '{version}': use something like v1 or 2026-11-23")
@@ -276,7 +256,7 @@ def _publish(root: DataRoot, staging: Path, final: str, overwrite: bool) -> None
 
 def _write_all(root: DataRoot, catalogs: list[Country], selection: Selection, out: Path, version: str,
                settings: ExportSettings, name: str) -> None:
-    from sufra.store import package_versions
+    from sufra.core.store import package_versions
 
     catalog_hash = hashlib.sha256("".join(c.content_hash() for c in sorted(catalogs, key=lambda c: c.country)).encode()).hexdigest()[:16]
     versions = package_versions()

@@ -7,13 +7,13 @@ import html
 import io
 from collections.abc import Mapping
 
-from sufra.store import DataRoot
+from sufra.core.store import DataRoot
 
 
 def thumbnail_data_uri(data: bytes, size_px: int = 128) -> str:
     from PIL import Image
 
-    from tasks.validate import load_rgb
+    from sufra.utils.images import load_rgb
 
     image = load_rgb(data)
     image.thumbnail((size_px, size_px), Image.Resampling.BILINEAR)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from sufra.models.clip_baselines import ClipModel, choose_tau, route, train_linear_probe, zero_shot_logits
+from sufra.tasks.learn.metrics import classification_metrics
 
-from models.clip_baselines import ClipModel, choose_tau, route, train_linear_probe, zero_shot_logits
-from sufra.catalog import load_catalog
-from tasks.evaluate import classification_metrics
+from sufra.core.catalog import load_catalog
 
 
 def dish_names(dish_ids: list[str]) -> dict[str, str]:
@@ -32,7 +32,7 @@ def export_images(export: Path) -> list[dict]:
 
 
 def run_baselines(export: Path, clip: ClipModel, specialist: list[str], general: list[str], batch_size: int = 32) -> dict:
-    from tasks.validate import load_rgb
+    from sufra.utils.images import load_rgb
 
     rows = [r for r in export_images(export) if r["dish"] in specialist]
     embeddings = []

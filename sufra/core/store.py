@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
-from schemas.tables import SCHEMA_VERSION, SCHEMA_VERSION_KEY, Record, Table
-from sufra.errors import StoreError
+from sufra.core.errors import StoreError
+from sufra.schemas.tables import SCHEMA_VERSION, SCHEMA_VERSION_KEY, Record, Table
 
 TEMP_PREFIX = ".tmp-"
 

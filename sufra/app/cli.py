@@ -11,7 +11,7 @@ from typing import Annotated
 import click
 import typer
 
-from sufra.errors import SufraError
+from sufra.core.errors import SufraError
 
 app = typer.Typer(
     name="sufra",
@@ -45,7 +45,7 @@ def _root(
 
 
 def _settings(data_root: str | None):
-    from sufra.settings import SufraSettings
+    from sufra.core.settings import SufraSettings
 
     settings = SufraSettings()
     if data_root:
@@ -60,7 +60,7 @@ def catalog_list(
     catalog_dir: Annotated[Path | None, typer.Option("--catalog-dir", help="Folder of catalog YAML files [default: bundled].")] = None,
 ) -> None:
     """List countries and dishes of the catalog."""
-    from sufra.catalog import load_catalog, load_country
+    from sufra.core.catalog import load_catalog, load_country
 
     countries = [load_country(country, catalog_dir)] if country else list(load_catalog(catalog_dir).values())
     rows = [
@@ -95,7 +95,7 @@ def catalog_validate(
     files: Annotated[list[Path] | None, typer.Argument(help="Catalog YAML files [default: every bundled file].")] = None,
 ) -> None:
     """Validate catalog files; a broken one prints one line naming the file, dish and field, exit code 2."""
-    from sufra.catalog import catalog_files, load_country_file
+    from sufra.core.catalog import catalog_files, load_country_file
 
     paths = files or catalog_files()
     for path in paths:
@@ -151,9 +151,9 @@ def collect(
     data_root: DataRootOpt = None,
 ) -> None:
     """Crawl images for a country's dishes into the data root (re-runs only fetch new URLs)."""
-    from sufra.catalog import load_country
-    from tasks.crawl import CollectSettings, plan_queries
-    from tasks.http import FetchSettings
+    from sufra.core.catalog import load_country
+    from sufra.tasks.collect.query import CollectSettings, plan_queries
+    from sufra.utils.http import FetchSettings
 
     settings = _settings(data_root)
     collect_settings = CollectSettings(
@@ -165,7 +165,7 @@ def collect(
     if not specs:
         raise SufraError(f"nothing to collect for {country}: no query matches the engines {collect_settings.engines}")
     _quiet_prefect()
-    from flows.collect import collect as collect_flow
+    from sufra.flows.collect import collect as collect_flow
 
     counts = collect_flow(country=country, dishes=dish, data_root=settings.data_root, settings=collect_settings,
                           show_progress=True)
@@ -182,15 +182,15 @@ def curate(
     data_root: DataRootOpt = None,
 ) -> None:
     """Hash images, group near-duplicates (exact + perceptual), assign leakage-free splits."""
-    from sufra.catalog import load_country
-    from tasks.curate import CurateSettings
+    from sufra.core.catalog import load_country
+    from sufra.tasks.curate.dedup import CurateSettings
 
     settings = _settings(data_root)
     load_country(country)
     curate_settings = _validated(CurateSettings, dedup={"hash_kind": hash_kind, "candidate_threshold": threshold},
                                  cross_class=cross_class, split={"seed": seed})
     _quiet_prefect()
-    from flows.curate import curate as curate_flow
+    from sufra.flows.curate import curate as curate_flow
 
     typer.echo(json.dumps(curate_flow(country=country, data_root=settings.data_root, settings=curate_settings)))
 
@@ -207,10 +207,10 @@ def annotate(
     data_root: DataRootOpt = None,
 ) -> None:
     """Boxes (Grounding DINO) and masks (SAM) for curated images, with the paper's mask post-filters."""
-    from models.presets import preset as get_preset
-    from models.segmenters import SegmenterSpec
-    from sufra.catalog import load_country
-    from tasks.annotate import AnnotateSettings
+    from sufra.core.catalog import load_country
+    from sufra.models.presets import preset as get_preset
+    from sufra.models.segmenters import SegmenterSpec
+    from sufra.tasks.annotate.instances import AnnotateSettings
 
     settings = _settings(data_root)
     load_country(country)
@@ -233,8 +233,8 @@ def annotate(
             raise SufraError(f"--segmenter must be sam:MODEL_TYPE[:CHECKPOINT] or sam2:MODEL, got '{segmenter}'")
     annotate_settings = AnnotateSettings(preset=preset, detector=detector_spec, segmenter=segmenter_spec, device=device)
     _quiet_prefect()
-    from flows.annotate import annotate as annotate_flow
-    from tasks.annotate import load_models
+    from sufra.flows.annotate import annotate as annotate_flow
+    from sufra.tasks.annotate.instances import load_models
 
     load_models(annotate_settings)  # fail fast (one line) before Prefect starts when weights are missing
     typer.echo(json.dumps(annotate_flow(country=country, data_root=settings.data_root, settings=annotate_settings)))
@@ -250,15 +250,15 @@ def export(
     data_root: DataRootOpt = None,
 ) -> None:
     """Write exports/<country>/<version>/: Parquet, COCO per split, label maps, card and HTML report."""
-    from sufra.catalog import load_country
-    from tasks.export import ExportSettings
+    from sufra.core.catalog import load_country
+    from sufra.tasks.export.release import ExportSettings
 
     settings = _settings(data_root)
     if country != "all":
         load_country(country)
     export_settings = _validated(ExportSettings, images=images, segmentation=segmentation, overwrite=overwrite)
     _quiet_prefect()
-    from flows.export import export as export_flow
+    from sufra.flows.export import export as export_flow
 
     typer.echo(json.dumps(export_flow(country=country, version=version, data_root=settings.data_root, settings=export_settings)))
 
@@ -275,10 +275,10 @@ def build(
     data_root: DataRootOpt = None,
 ) -> None:
     """The whole pipeline for a country: collect -> curate -> annotate -> (review) -> export."""
-    from flows.build import BuildSettings
-    from sufra.catalog import load_country
-    from tasks.annotate import AnnotateSettings, load_models
-    from tasks.crawl import CollectSettings, plan_queries
+    from sufra.core.catalog import load_country
+    from sufra.flows.build import BuildSettings
+    from sufra.tasks.annotate.instances import AnnotateSettings, load_models
+    from sufra.tasks.collect.query import CollectSettings, plan_queries
 
     settings = _settings(data_root)
     catalog = load_country(country)
@@ -287,11 +287,11 @@ def build(
     plan_queries(catalog, dish, build_settings.collect)
     load_models(build_settings.annotate)  # fail fast (one line) when weights are neither cached nor downloadable
     if review:
-        from tasks.review import LabelStudioSettings
+        from sufra.tasks.review.labelstudio import LabelStudioSettings
 
         LabelStudioSettings.from_env()
     _quiet_prefect()
-    from flows.build import build as build_flow
+    from sufra.flows.build import build as build_flow
 
     typer.echo(json.dumps(build_flow(country=country, dishes=dish, review=review, version=version,
                                      data_root=settings.data_root, settings=build_settings), default=str))
@@ -303,7 +303,7 @@ def deployments(
     pool: Annotated[str, typer.Option(help="Process work pool name.")] = "sufra-process",
 ) -> None:
     """Print (or write) prefect.yaml: weekly collect and monthly build per country, and the offline demo."""
-    from sufra.deployments import deployments_yaml
+    from sufra.app.deployments import deployments_yaml
 
     text = deployments_yaml(pool)
     if write:
@@ -321,8 +321,8 @@ def demo(
 ) -> None:
     """Run the whole DAG offline (local fake search engine, tiny random models). Its labels are meaningless."""
     _quiet_prefect()
-    from flows.demo import MEANINGLESS
-    from flows.demo import demo as demo_flow
+    from sufra.app.demo import MEANINGLESS
+    from sufra.app.demo import demo as demo_flow
 
     typer.echo(MEANINGLESS, err=True)
     counts = demo_flow(data_root=data_root, per_dish=per_dish, train=train)
@@ -339,17 +339,17 @@ def features(
     data_root: DataRootOpt = None,
 ) -> None:
     """Cache per-instance tensors (ROIAlign features, mask and depth ROIs, depth stats) of an export."""
-    from models.extractors import ExtractorSpec
-    from tasks.features import FeatureSettings, _load_extractors
+    from sufra.models.extractors import ExtractorSpec
+    from sufra.tasks.learn.features import FeatureSettings, load_extractors
 
     settings = _settings(data_root)
     _require_output(export, "instances.parquet", "an export folder", "export")
     feature_settings = FeatureSettings(extractor=ExtractorSpec(
         backbone=backbone, backbone_weights=None if backbone_weights == "none" else backbone_weights,
         depth_model=None if depth_model == "none" else depth_model))
-    _load_extractors(feature_settings)  # fail fast on missing weights
+    load_extractors(feature_settings)  # fail fast on missing weights
     _quiet_prefect()
-    from flows.features import features as features_flow
+    from sufra.flows.features import features as features_flow
 
     typer.echo(json.dumps(features_flow(export_path=export, data_root=settings.data_root, settings=feature_settings,
                                         show_progress=True)))
@@ -370,19 +370,19 @@ def train(
     data_root: DataRootOpt = None,
 ) -> None:
     """Train the instance-aware fusion head from a feature cache; best checkpoint by validation top-1."""
-    from tasks.train import TrainSettings
+    from sufra.tasks.learn.train import TrainSettings
 
     settings = _settings(data_root)
     _require_output(cache, "index.jsonl", "a feature cache", "features")
     classes = None
     if benchmark_set:
-        from flows.evaluate import benchmark_classes
+        from sufra.flows.evaluate import benchmark_classes
 
         classes = benchmark_classes(benchmark_set)
     train_settings = _validated(TrainSettings, epochs=epochs, lr=lr, schedule=schedule, seed=seed, use_depth=not no_depth,
                                 use_mask=not no_mask, use_film=not no_film, use_stats=not no_stats, classes=classes)
     _quiet_prefect()
-    from flows.train import train as train_flow
+    from sufra.flows.train import train as train_flow
 
     typer.echo(json.dumps(train_flow(cache_folder=cache, data_root=settings.data_root, settings=train_settings,
                                      show_progress=True)))
@@ -399,11 +399,11 @@ def evaluate(
     """Top-1, top-5, macro-F1, per-class precision/recall and a confusion matrix (PNG + CSV)."""
     settings = _settings(data_root)
     if benchmark_set:
-        from flows.evaluate import benchmark_classes
+        from sufra.flows.evaluate import benchmark_classes
 
         benchmark_classes(benchmark_set)
     _quiet_prefect()
-    from flows.evaluate import evaluate as evaluate_flow
+    from sufra.flows.evaluate import evaluate as evaluate_flow
 
     metrics = evaluate_flow(checkpoint=checkpoint, cache_folder=cache, benchmark_set=benchmark_set, split=split,
                             data_root=settings.data_root)
@@ -420,8 +420,8 @@ def baselines(
     data_root: DataRootOpt = None,
 ) -> None:
     """CLIP zero-shot and Hybrid CLIP (general head + specialist probe, tau on validation) on an export."""
-    from flows.evaluate import benchmark_classes
-    from models.clip_baselines import ClipModel, ClipSpec
+    from sufra.flows.evaluate import benchmark_classes
+    from sufra.models.clip_baselines import ClipModel, ClipSpec
 
     settings = _settings(data_root)
     _require_output(export, "images.parquet", "an export folder", "export")
@@ -430,7 +430,7 @@ def baselines(
     spec = ClipSpec(model=clip_model, pretrained=pretrained)
     ClipModel.load(spec)  # fail fast on missing weights
     _quiet_prefect()
-    from flows.baselines import baselines as baselines_flow
+    from sufra.flows.baselines import baselines as baselines_flow
 
     typer.echo(json.dumps(baselines_flow(export_path=export, benchmark_set=benchmark_set, general_set=general_set,
                                          clip=spec, data_root=settings.data_root)))
@@ -444,7 +444,7 @@ def predict(
     draw_dir: Annotated[Path | None, typer.Option("--draw", help="Write images with masks, boxes and dishes here.")] = None,
 ) -> None:
     """Instances (Mask R-CNN proposals, post-filtered) with their dish predictions, printed and optionally drawn."""
-    from tasks.predict import draw, predict_images
+    from sufra.tasks.learn.predict import draw, predict_images
 
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
@@ -469,11 +469,11 @@ def review_push(
     data_root: DataRootOpt = None,
 ) -> None:
     """Send images with their boxes and masks as pre-annotations (a re-push adds only new images)."""
-    from sufra.catalog import load_country
-    from tasks.review import LabelStudioSettings, push
+    from sufra.core.catalog import load_country
+    from sufra.tasks.review.labelstudio import LabelStudioSettings, push
 
     settings = _settings(data_root)
-    from sufra.store import DataRoot
+    from sufra.core.store import DataRoot
 
     typer.echo(json.dumps(push(DataRoot(settings.data_root), load_country(country), version, LabelStudioSettings.from_env(), which)))
 
@@ -481,9 +481,9 @@ def review_push(
 @review_app.command("pull")
 def review_pull(country: CountryOpt, version: VersionOpt, data_root: DataRootOpt = None) -> None:
     """Bring finished reviews back (reviewer edits win over automatic annotations in the export)."""
-    from sufra.catalog import load_country
-    from sufra.store import DataRoot
-    from tasks.review import LabelStudioSettings, pull
+    from sufra.core.catalog import load_country
+    from sufra.core.store import DataRoot
+    from sufra.tasks.review.labelstudio import LabelStudioSettings, pull
 
     settings = _settings(data_root)
     typer.echo(json.dumps(pull(DataRoot(settings.data_root), load_country(country), version, LabelStudioSettings.from_env())))
@@ -492,7 +492,7 @@ def review_pull(country: CountryOpt, version: VersionOpt, data_root: DataRootOpt
 @app.command()
 def version() -> None:
     """Print the versions of sufra and the libraries it runs on."""
-    from sufra.store import package_versions
+    from sufra.core.store import package_versions
 
     for name, value in package_versions().items():
         typer.echo(f"{name} {value}")

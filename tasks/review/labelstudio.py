@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, SecretStr
+from sufra.schemas.tables import ANNOTATIONS, IMAGES, INSTANCES, REVIEWS, InstanceRecord, ReviewRecord
 
-from schemas.tables import ANNOTATIONS, IMAGES, INSTANCES, REVIEWS, InstanceRecord, ReviewRecord
-from sufra.catalog import Country
-from sufra.errors import SufraError
-from sufra.store import DataRoot, utcnow
-from tasks.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
+from sufra.core.catalog import Country
+from sufra.core.errors import SufraError
+from sufra.core.store import DataRoot, utcnow
+from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
 
 DECISIONS = {"accept": "accepted", "reject": "rejected", "wrong dish": "corrected"}
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sufra.errors import CatalogError
+from sufra.core.errors import CatalogError
 
 SLUG = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 
@@ -207,7 +207,7 @@ def load_country_file(path: str | Path) -> Country:
 
 
 def bundled_catalog_dir() -> Path:
-    return Path(str(resources.files("data_catalog")))
+    return Path(str(resources.files("sufra.data_catalog")))
 
 
 def catalog_files(directory: str | Path | None = None) -> list[Path]:

@@ -10,9 +10,8 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel
+from sufra.models.fusion import InstanceAwareFusionHead
 from torch import nn
-
-from models.fusion import InstanceAwareFusionHead
 
 
 class TrainSettings(BaseModel):
@@ -68,7 +67,7 @@ def train_head(tensors: dict[str, torch.Tensor], index: list[dict], settings: Tr
 
     ``features_config`` (the cache's config.json) is stored in the checkpoint so prediction rebuilds the same
     extractors."""
-    from sufra.errors import SufraError
+    from sufra.core.errors import SufraError
 
     torch.manual_seed(settings.seed)
     classes = settings.classes or sorted({r["label"] for r in index})
@@ -120,7 +119,7 @@ def train_head(tensors: dict[str, torch.Tensor], index: list[dict], settings: Tr
 
 
 def load_head(path: str | Path) -> tuple[InstanceAwareFusionHead, list[str]]:
-    from sufra.errors import SufraError
+    from sufra.core.errors import SufraError
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)

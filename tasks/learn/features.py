@@ -17,12 +17,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel, Field
+from sufra.models.extractors import ExtractorSpec
+from sufra.schemas.tables import INSTANCES
 
-from models.extractors import ExtractorSpec
-from schemas.tables import INSTANCES
-from sufra.store import DataRoot
-from tasks.masks import rle_to_mask
-from tasks.roi import depth_rois, depth_stats, feature_rois, mask_rois
+from sufra.core.store import DataRoot
+from sufra.utils.masks import rle_to_mask
+from sufra.utils.roi import depth_rois, depth_stats, feature_rois, mask_rois
 
 
 class FeatureSettings(BaseModel):
@@ -52,10 +52,10 @@ def instance_tensors(image, boxes: torch.Tensor, masks: torch.Tensor, backbone: 
     }
 
 
-def _load_extractors(settings: FeatureSettings):
-    from models.build import pick_device
-    from models.extractors import DepthExtractor, EfficientNetExtractor, FlatDepth
-    from models.weights import load_once
+def load_extractors(settings: FeatureSettings):
+    from sufra.models.build import pick_device
+    from sufra.models.extractors import DepthExtractor, EfficientNetExtractor, FlatDepth
+    from sufra.models.weights import load_once
 
     def build():
         device = pick_device(settings.device)
@@ -78,10 +78,10 @@ def extract_features(root: DataRoot, export_path: str, out_root: Path, settings:
     """Extract and cache tensors for every instance of the export; returns counts and the cache folder."""
     from safetensors.torch import save_file
 
-    from tasks.validate import load_rgb
+    from sufra.utils.images import load_rgb
 
     export = Path(export_path)
-    backbone, depth = extractors or _load_extractors(settings)
+    backbone, depth = extractors or load_extractors(settings)
     versions = {"backbone": backbone.version, "depth": depth.version}
     key = model_key(settings, str(export), versions)
     folder = out_root / key

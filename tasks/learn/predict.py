@@ -7,19 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from models.extractors import ExtractorSpec, MaskRCNNProposer
-from tasks.features import instance_tensors
-from tasks.masks import PostFilterSettings, post_filter
-from tasks.train import load_head
+from sufra.models.extractors import ExtractorSpec, MaskRCNNProposer
+from sufra.tasks.annotate.postfilter import PostFilterSettings, post_filter
+from sufra.tasks.learn.features import instance_tensors
+from sufra.tasks.learn.train import load_head
 
 
 def predict_images(paths: list[Path], checkpoint: str, proposer_weights: str | None = "DEFAULT",
                    score_threshold: float = 0.5, device: str = "cpu", proposer=None, extractors=None) -> list[dict]:
     """Per image: instances (box XYXY pixels, mask area) with the head's top classes and probabilities."""
-    from models.extractors import DepthExtractor, EfficientNetExtractor, FlatDepth
-    from sufra.errors import SufraError
-    from tasks.validate import load_rgb
+    from sufra.models.extractors import DepthExtractor, EfficientNetExtractor, FlatDepth
+
+    from sufra.core.errors import SufraError
+    from sufra.utils.images import load_rgb
 
     head, classes = load_head(checkpoint)
     features = torch.load(checkpoint, map_location="cpu", weights_only=False).get("features") or {}
@@ -51,9 +51,9 @@ def predict_images(paths: list[Path], checkpoint: str, proposer_weights: str | N
 
 def draw(image_path: Path, result: dict, out_path: Path) -> None:
     from PIL import Image, ImageDraw
+    from sufra.tasks.export.report import PALETTE
 
-    from tasks.export_report import PALETTE
-    from tasks.validate import load_rgb
+    from sufra.utils.images import load_rgb
 
     image = load_rgb(Path(image_path).read_bytes())
     array = np.asarray(image).astype(np.float32)
