@@ -17,8 +17,32 @@ SHARED_PHOTOS = REPO.parent / "shared" / "data" / "food101_sample"
 BENCH_DIR = Path(os.environ.get("SUFRA_BENCH_DIR", "/tmp/sufra-bench"))
 
 
-def sample_photos(limit: int | None = None) -> list[Path]:
-    """Real sample photos when ``../shared/data`` has them, else generated ones (written once to BENCH_DIR)."""
+_SMOKE_DIR: Path | None = None
+
+
+def smoke_photos(count: int = 6) -> list[Path]:
+    """Tiny generated scenes (tests.imaging) in a temp folder: what ``--smoke`` runs use (never ../shared)."""
+    global _SMOKE_DIR
+    import tempfile
+
+    from tests.imaging import jpeg, scene
+
+    if _SMOKE_DIR is None:
+        _SMOKE_DIR = Path(tempfile.mkdtemp(prefix="sufra-smoke-"))
+    paths = []
+    for i in range(count):
+        path = _SMOKE_DIR / f"{i:04d}.jpg"
+        if not path.exists():
+            path.write_bytes(jpeg(scene(i, (96, 72)), 90))
+        paths.append(path)
+    return paths
+
+
+def sample_photos(limit: int | None = None, smoke: bool = False) -> list[Path]:
+    """Real sample photos when ``../shared/data`` has them, else generated ones (written once to BENCH_DIR);
+    ``smoke``: a few tiny generated ones (see :func:`smoke_photos`)."""
+    if smoke:
+        return smoke_photos(limit or 6)
     photos = sorted(SHARED_PHOTOS.glob("*/*.jpg")) if SHARED_PHOTOS.is_dir() else []
     if not photos:
         from sufra.app.devserver import food_image
@@ -64,6 +88,12 @@ def timer() -> Iterator[dict]:
         yield out
     finally:
         out["seconds"] = time.perf_counter() - start
+
+
+def add_smoke_flag(parser) -> None:
+    parser.add_argument("--smoke", action="store_true",
+                        help="same code paths on the tiniest generated inputs, in seconds; baselines needing a "
+                             "throw-away venv are skipped (baseline and ratio null)")
 
 
 def emit(result: dict) -> None:

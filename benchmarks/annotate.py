@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import emit, sample_photos  # noqa: E402
+from benchmarks._common import add_smoke_flag, emit, sample_photos  # noqa: E402
 
 BOXES_PER_IMAGE = 5
 
@@ -82,13 +82,22 @@ def build_detector(size: str, words: list[str]):
                                 model=model, processor=processor)
 
 
+def smoke_detector(words: list[str]):
+    """The tests' tiny random Grounding DINO (thresholds 0: boxes on any image)."""
+    from sufra.models.detectors import build_detector as build_from_spec
+    from sufra.models.tiny import save_tiny_grounding_dino
+
+    spec = save_tiny_grounding_dino(Path(tempfile.mkdtemp()) / "gdino", words)
+    return build_from_spec(spec.model_copy(update={"box_threshold": 0.0, "text_threshold": 0.0}))
+
+
 def build_segmenter(kind: str):
     import torch
     from sufra.models.build import SAM_ARCHS, build_sam
     from sufra.models.segmenters import Sam2Segmenter, SamSegmenter, SegmenterSpec
 
     torch.manual_seed(0)
-    if kind.startswith("vit"):
+    if kind.startswith("vit") or kind == "tiny":
         return SamSegmenter(SegmenterSpec(backend="sam", model_type=kind), model=build_sam(SAM_ARCHS[kind]))
     from transformers import Sam2Config, Sam2ImageProcessorFast, Sam2Model, Sam2Processor
 
@@ -156,26 +165,29 @@ def run_loop(images, detector, predictor, prompts) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    add_smoke_flag(parser)
     args = parser.parse_args()
     import torch
     from PIL import Image
 
     torch.set_num_threads(2)
-    n = 2 if args.quick else 4
+    n = 1 if args.smoke else 2 if args.quick else 4
     images = []
-    for path in sample_photos(n):
+    for path in sample_photos(n, smoke=args.smoke):
         image = Image.open(path).convert("RGB")
         image.thumbnail((512, 512))
         images.append(image)
     prompts = ["koshari", "bowl of rice lentils and pasta", "food", "dish"]
     results = {}
     presets = {"balanced": ("tiny", "vit_b"), "fast": ("tiny", "sam2")}
-    if not args.quick:
+    if args.smoke:  # the same code paths on the tiny random test models (seconds, not minutes)
+        presets = {"balanced": ("smoke", "tiny"), "fast": ("smoke", "tiny")}
+    elif not args.quick:
         presets["quality"] = ("base", "vit_h")
     detectors = {}
     loop_rate = None
     for name, (det_size, seg_kind) in presets.items():
-        detector = detectors.get(det_size) or build_detector(det_size, prompts)
+        detector = detectors.get(det_size) or (smoke_detector(prompts) if det_size == "smoke" else build_detector(det_size, prompts))
         detectors[det_size] = detector
         segmenter = build_segmenter(seg_kind)
         loop_predictor = stock_predictor(segmenter, seg_kind) if name == "balanced" else None

@@ -23,7 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import BENCH_DIR, baseline_python, emit, sample_photos, timer, with_jpeg_comment  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    BENCH_DIR,
+    add_smoke_flag,
+    baseline_python,
+    emit,
+    sample_photos,
+    timer,
+    with_jpeg_comment,
+)
 
 NGINX_CONF = """
 worker_processes 1;
@@ -49,13 +57,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(n: int, root: Path) -> list[str]:
+def prepare(n: int, root: Path, smoke: bool = False) -> list[str]:
     www = root / "www" / "img"
     if www.exists() and len(list(www.iterdir())) == n:
         return [f"/img/{i:06d}.jpg" for i in range(n)]
     shutil.rmtree(www, ignore_errors=True)
     www.mkdir(parents=True)
-    photos = [p.read_bytes() for p in sample_photos()]
+    photos = [p.read_bytes() for p in sample_photos(smoke=smoke)]
     for i in range(n):
         (www / f"{i:06d}.jpg").write_bytes(with_jpeg_comment(photos[i % len(photos)], f"sufra-bench-{i}"))
     return [f"/img/{i:06d}.jpg" for i in range(n)]
@@ -143,11 +151,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 images instead of 5,000")
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--threads", type=int, default=16)
+    add_smoke_flag(parser)
     args = parser.parse_args()
-    n = args.n or (1000 if args.quick else 5000)
-    root = BENCH_DIR / "download"
-    paths = prepare(n, root)
-    python = baseline_python("img2dataset", ["img2dataset"])
+    n = args.n or (10 if args.smoke else 1000 if args.quick else 5000)
+    if args.smoke:  # tiny generated photos in a temp folder; no img2dataset venv
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="sufra-smoke-download-"))
+        args.threads = min(args.threads, 4)
+    else:
+        root = BENCH_DIR / "download"
+    paths = prepare(n, root, smoke=args.smoke)
+    python = None if args.smoke else baseline_python("img2dataset", ["img2dataset"])
     proc, base, server_name = start_server(root)
     try:
         urls = [base + p for p in paths]
@@ -160,18 +175,20 @@ def main() -> None:
         if counts.get("ok", 0) != n:
             raise RuntimeError(f"sufra stored {counts.get('ok', 0)} of {n}: {counts}")
         results["sufra collect (validated + provenance)"] = n / seconds
-        for processes in (1, 2):
+        for processes in (1, 2) if python is not None else ():
             results[f"img2dataset {processes} process(es) x {args.threads} threads"] = n / run_img2dataset(
                 python, urls, runs / f"i2d-{processes}", processes, args.threads)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
-    best_name, best = max(((k, v) for k, v in results.items() if k.startswith("img2dataset")), key=lambda kv: kv[1])
+    baselines = [(k, v) for k, v in results.items() if k.startswith("img2dataset")]
+    best_name, best = max(baselines, key=lambda kv: kv[1]) if baselines else ("img2dataset (skipped: --smoke)", None)
     ours = results["sufra collect (validated + provenance)"]
-    print(f"server: {server_name}; {n} images of {len(sample_photos())} distinct sample photos; {args.threads} threads")
+    print(f"server: {server_name}; {n} images of {len(sample_photos(smoke=args.smoke))} distinct sample photos; {args.threads} threads")
     for name, rate in results.items():
         print(f"  {name:45s} {rate:8.1f} images/s")
-    emit({"ours": round(ours, 1), "baseline": round(best, 1), "unit": "images/s", "ratio": round(ours / best, 2),
+    emit({"ours": round(ours, 1), "baseline": None if best is None else round(best, 1), "unit": "images/s",
+          "ratio": None if best is None else round(ours / best, 2),
           "baseline_name": best_name, "ceiling_bare_requests": round(results["bare requests (bytes only)"], 1),
           "server": server_name, "n": n})
 

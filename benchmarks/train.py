@@ -19,12 +19,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import emit, sample_photos  # noqa: E402
+from benchmarks._common import add_smoke_flag, emit, sample_photos  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 images, 3 epochs")
+    add_smoke_flag(parser)
     args = parser.parse_args()
     from PIL import Image
     from sufra.models.extractors import DepthExtractor, EfficientNetExtractor, ExtractorSpec
@@ -32,16 +33,17 @@ def main() -> None:
     from sufra.tasks.learn.features import instance_tensors
     from sufra.tasks.learn.train import TrainSettings, build_head
 
-    n_images, epochs = (30, 3) if args.quick else (120, 5)
+    n_images, epochs = (2, 1) if args.smoke else (30, 3) if args.quick else (120, 5)
+    size = 128 if args.smoke else 512
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp())
     spec = ExtractorSpec(backbone="efficientnet_b0", backbone_weights=None, depth_model=save_tiny_depth(work / "dpt"),
-                         input_size=512)
+                         input_size=size)
     backbone, depth = EfficientNetExtractor(spec), DepthExtractor(spec.depth_model)
     images = []
-    for path in sample_photos(n_images):
+    for path in sample_photos(n_images, smoke=args.smoke):
         image = Image.open(path).convert("RGB")
-        image.thumbnail((512, 512))
+        image.thumbnail((size, size))
         images.append(image)
 
     def instances_of(image):

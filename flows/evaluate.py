@@ -10,7 +10,7 @@ import torch
 from prefect import flow, get_run_logger
 from sufra.flows.common import run_manifest, table_artifact
 from sufra.tasks.learn.features import load_cache
-from sufra.tasks.learn.metrics import classification_metrics, write_confusion
+from sufra.tasks.learn.metrics import classification_metrics, select_split, split_targets, write_confusion
 from sufra.tasks.learn.train import load_head, logits_of
 
 from sufra.core.catalog import load_catalog
@@ -39,13 +39,9 @@ def evaluate(checkpoint: str, cache_folder: str, benchmark_set: str | None = Non
             raise SufraError(f"the head was not trained on {', '.join(missing)} (benchmark set {benchmark_set})")
         keep = [classes.index(c) for c in wanted]
         tensors, index = load_cache(Path(cache_folder))
-        rows = [n for n, r in enumerate(index) if r["split"] == split and r["label"] in wanted]
-        if not rows and split != "train":
-            rows = [n for n, r in enumerate(index) if r["label"] in wanted]  # tiny caches: every instance
-        logits = logits_of(model, tensors, torch.tensor(rows, dtype=torch.long))[:, keep].numpy() if rows else None
-        targets = torch.tensor([wanted.index(index[n]["label"]) for n in rows]).numpy()
-        if logits is None:
-            raise SufraError(f"no instance of {benchmark_set or 'the head'} classes in the cache")
+        rows = select_split(index, wanted, split)
+        logits = logits_of(model, tensors, torch.tensor(rows, dtype=torch.long))[:, keep].numpy()
+        targets = split_targets(index, rows, wanted)
         metrics = classification_metrics(logits, targets, wanted)
         folder = Path(checkpoint).parent / f"eval-{benchmark_set or 'all'}-{split}"
         write_confusion(metrics, folder)

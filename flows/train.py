@@ -44,11 +44,13 @@ def train(cache_folder: str, data_root: str = "./data", settings: TrainSettings 
 
 def demo_train_and_evaluate(data_root: str, country: str, version: str) -> dict:
     """The demo's tail: random EfficientNet-B0 + tiny DPT features, a short training, evaluation on egypt5."""
-    from sufra.flows.evaluate import evaluate
+    from sufra.flows.evaluate import benchmark_classes, evaluate
     from sufra.flows.features import features
     from sufra.models.extractors import ExtractorSpec
     from sufra.models.tiny import save_tiny_depth
-    from sufra.tasks.learn.features import FeatureSettings
+    from sufra.tasks.learn.features import FeatureSettings, read_index
+
+    from sufra.core.errors import SufraError
 
     root = DataRoot(data_root)
     depth = save_tiny_depth(Path(root.root) / "models" / "dpt-tiny-random")
@@ -56,6 +58,13 @@ def demo_train_and_evaluate(data_root: str, country: str, version: str) -> dict:
                                                        depth_model=depth, input_size=256))
     cache = features(export_path=root.path("exports", country, version), data_root=data_root, settings=settings)
     trained = train(cache_folder=cache["folder"], data_root=data_root, settings=TrainSettings(epochs=5, batch_size=32))
+    wanted = benchmark_classes("egypt5")
+    index = read_index(Path(cache["folder"]))
+    split = next((s for s in ("test", "val") if any(r.get("split") == s and r.get("label") in wanted for r in index)),
+                 None)
+    if split is None:  # tiny demo caches: never evaluate on training rows
+        raise SufraError(f"no instance of split 'test' or 'val' in the demo cache (classes: {', '.join(wanted)})")
     metrics = evaluate(checkpoint=trained["checkpoint"], cache_folder=cache["folder"], benchmark_set="egypt5",
-                       data_root=data_root)
-    return {"features": cache, "train": trained, "evaluate": {k: metrics[k] for k in ("top1", "top5", "macro_f1", "n")}}
+                       split=split, data_root=data_root)
+    return {"features": cache, "train": trained,
+            "evaluate": {"split": split, **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n")}}}

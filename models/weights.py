@@ -17,7 +17,9 @@ T = TypeVar("T")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SUFRA_MODEL_CACHE", Path.home() / ".cache" / "sufra" / "models"))
+    from sufra.core.settings import sufra_settings
+
+    return sufra_settings().model_cache
 
 
 def resolve_pretrained(name_or_path: str) -> str:

@@ -39,6 +39,8 @@ class Detections:
                 raise ValueError(f"Detections: masks must be N x H x W with N={n}, got {self.masks.shape}")
         if self.mask_scores is not None:
             self.mask_scores = np.asarray(self.mask_scores, dtype=np.float32).reshape(-1)
+            if len(self.mask_scores) != n:
+                raise ValueError(f"Detections: {len(self.mask_scores)} mask_scores for {n} detections")
         for key, values in self.data.items():
             if len(values) != n:
                 raise ValueError(f"Detections: data['{key}'] has {len(values)} values for {n} detections")
@@ -62,6 +64,11 @@ class Detections:
             mask_scores=None if self.mask_scores is None else self.mask_scores[index],
             data={k: [v[i] for i in index] for k, v in self.data.items()},
         )
+
+    def with_masks(self, masks: np.ndarray, mask_scores: np.ndarray | None) -> Detections:
+        """A copy with a segmenter's masks (N x H x W) and scores (N), validated like any new Detections."""
+        return Detections(boxes=self.boxes, scores=self.scores, phrases=list(self.phrases), masks=masks,
+                          mask_scores=mask_scores, data={k: list(v) for k, v in self.data.items()})
 
     @classmethod
     def from_transformers(cls, result: dict, phrases_key: str = "text_labels") -> Detections:

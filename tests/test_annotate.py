@@ -310,3 +310,25 @@ def test_memory_does_not_grow_with_images(tiny_models, tmp_path):
         assert result["n"] == n
         peaks[n] = result["peak_kb"]
     assert peaks[400] <= peaks[40] * 1.10, peaks
+
+
+def test_to_records_status_uses_the_surviving_detections():
+    from sufra.tasks.annotate.instances import AnnotateItem, AnnotateSettings, to_records
+
+    masks = np.stack([np.zeros((20, 20), bool), box_mask(20, 20, 2, 2, 12, 12)])
+    det = Detections(np.array([[0, 0, 5, 5], [2, 2, 12, 12]], np.float32), np.array([0.1, 0.9], np.float32),
+                     ["a", "b"], masks=masks, mask_scores=np.array([0.8, 0.9], np.float32))
+    item = AnnotateItem(image_id="img1", dish="koshari", split="train", path="x.jpg")
+    instances, annotation = to_records(item, "egypt", det, 20, 20, "h", {"detector": "d"}, AnnotateSettings())
+    assert len(instances) == 1 and instances[0].box_score == pytest.approx(0.9)
+    assert annotation.status == "auto_accepted" and annotation.reason is None and annotation.n_instances == 1
+
+
+def test_with_masks_validates_the_number_of_masks():
+    det = Detections(np.zeros((2, 4)), np.zeros(2), ["a", "b"])
+    with pytest.raises(ValueError, match="masks"):
+        det.with_masks(np.zeros((1, 8, 8), bool), np.zeros(1))
+    with pytest.raises(ValueError, match="mask_scores"):
+        det.with_masks(np.zeros((2, 8, 8), bool), np.zeros(3))
+    out = det.with_masks(np.ones((2, 8, 8), bool), np.full(2, 0.5))
+    assert out.masks.shape == (2, 8, 8) and det.masks is None

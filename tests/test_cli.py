@@ -54,3 +54,25 @@ def test_help_is_fast():
     start = time.monotonic()
     subprocess.run([SUFRA, "--help"], capture_output=True, check=True)
     assert time.monotonic() - start < 5  # heavy imports stay inside commands
+
+
+USAGE = [
+    ([], "Usage"),
+    (["collect"], "Missing option '--country'"),
+    (["collect", "-c", "egypt", "--max-per-query", "0"], "--max-per-query"),
+    (["collect", "-c", "egypt", "--max-per-query", "-5"], "--max-per-query"),
+    (["collect", "-c", "egypt", "--max-per-query", "abc"], "--max-per-query"),
+    (["collect", "-c", "egypt", "--no-such-option"], "No such option"),
+    (["--bogus"], "No such option"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", USAGE, ids=[" ".join(a) or "bare" for a, _ in USAGE])
+def test_usage_errors_exit_2_without_a_traceback(args, fragment):
+    """typer 0.2x raises its bundled click's exceptions: each is one line (bare `sufra`: the help), exit 2."""
+    proc = subprocess.run([SUFRA, *args], capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert fragment in proc.stdout + proc.stderr
+    if args:
+        assert len(proc.stderr.strip().splitlines()) == 1

@@ -25,16 +25,31 @@ def test_demo_end_to_end_then_predict(tmp_path):
     assert counts["collect"]["ok"] == counts["served_images"] == 35
     assert counts["curate"]["dropped"] >= 5  # the planted near-duplicates (two resized copies per dish)
     evaluation = counts["train"]["evaluate"]
-    assert 0 <= evaluation["top1"] <= 1 and evaluation["n"] > 0
     checkpoint = counts["train"]["train"]["checkpoint"]
-    assert (Path(checkpoint).parent / "eval-egypt5-test" / "confusion.png").exists()
+    (eval_dir,) = Path(checkpoint).parent.glob("eval-egypt5-*")
+    assert (eval_dir / "confusion.png").exists()
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    split = eval_dir.name.removeprefix("eval-egypt5-")
+    index = [json.loads(line) for line in (Path(counts["train"]["features"]["folder"]) / "index.jsonl").read_text().splitlines()]
+    in_split = [r for r in index if r["split"] == split]
+    assert split in ("test", "val") and evaluation["n"] == metrics["n"] == len(in_split) > 0  # that split, nothing else
+    correct = sum(metrics["confusion"][i][i] for i in range(len(metrics["classes"])))
+    assert evaluation["top1"] == pytest.approx(correct / evaluation["n"]) == pytest.approx(metrics["top1"])
+    assert sum(map(sum, metrics["confusion"])) == evaluation["n"]
     image = next((export / "images").iterdir())
     pred = subprocess.run([str(BIN / "sufra"), "predict", str(image), "--checkpoint", checkpoint,
                            "--proposer-weights", "none", "--draw", str(tmp_path / "drawn")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert pred.returncode == 0, pred.stderr[-2000:]
     result = json.loads(pred.stdout.strip().splitlines()[-1])
-    assert result["image"] == str(image) and isinstance(result["instances"], list)
+    assert result["image"] == str(image)
+    classes = set(metrics["classes"])
+    for instance in result["instances"]:
+        x0, y0, x1, y1 = instance["box_xyxy"]
+        assert x0 < x1 and y0 < y1 and instance["mask_area"] > 0
+        probabilities = [p["probability"] for p in instance["predictions"]]
+        assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) <= 1.0001 and {p["dish"] for p in instance["predictions"]} <= classes
     assert (tmp_path / "drawn" / f"{image.stem}-pred.png").exists()
     again = subprocess.run([str(BIN / "sufra"), "demo", "--data-root", str(data), "--per-dish", "5", "--no-train"],
                            env=env, capture_output=True, text=True, timeout=900)

@@ -78,6 +78,14 @@ def test_data_root_pickles(data_root):
     assert clone.url == data_root.url and clone.root == data_root.root
 
 
-def test_run_ids_sort_by_time():
-    a, b = new_run_id("x"), new_run_id("x")
-    assert a[:15] <= b[:15] and a != b
+def test_run_ids_sort_by_time_and_are_unique(monkeypatch):
+    import datetime as dt
+
+    import sufra.core.store as store
+
+    times = iter([dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+                  dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.UTC), dt.datetime(2025, 12, 31, 23, 59, 59, tzinfo=dt.UTC)])
+    monkeypatch.setattr(store, "utcnow", lambda: next(times))
+    same_a, same_b, later, earlier = (new_run_id("x") for _ in range(4))
+    assert same_a.startswith("20260102T030405-x-") and same_a != same_b  # same second: still distinct
+    assert sorted([later, same_a, earlier]) == [earlier, same_a, later]

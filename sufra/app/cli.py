@@ -10,6 +10,8 @@ from typing import Annotated
 
 import click
 import typer
+from typer._click.exceptions import ClickException as TyperClickException
+from typer._click.exceptions import NoArgsIsHelpError
 
 from sufra.core.errors import SufraError
 
@@ -133,7 +135,9 @@ def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
 def _quiet_prefect() -> None:
     """Prefect logs stay in its API/UI; on the console a failure is our one line (Prefect's own logs with --debug)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    debug = os.environ.get("SUFRA_DEBUG", "").lower() in ("1", "true", "yes")
+    # a newcomer's first run on a busy machine must not time out while Prefect's ephemeral API starts (default 20 s)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    debug = _env_debug()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "CRITICAL")
 
 
@@ -499,7 +503,25 @@ def version() -> None:
 
 
 def _is_debug(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("SUFRA_DEBUG", "").lower() in ("1", "true", "yes")
+    return "--debug" in argv or _env_debug()
+
+
+def _env_debug() -> bool:
+    from pydantic import ValidationError
+
+    from sufra.core.settings import sufra_settings
+
+    try:
+        return sufra_settings().debug
+    except ValidationError:  # e.g. SUFRA_DEBUG=maybe: not debug; the command itself reports bad settings
+        return False
+
+
+def _usage_line(exc: Exception) -> str:
+    """A bad option, a missing one, an unknown one: one line that names it and where to read more."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -508,13 +530,16 @@ def main(argv: list[str] | None = None) -> None:
     debug = _is_debug(argv)
     try:
         app(args=argv, prog_name="sufra", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except (typer.Exit, click.exceptions.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, click.exceptions.Abort):
         typer.echo("sufra: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except NoArgsIsHelpError as exc:  # bare `sufra` or a bare group: the help, then exit 2 as click does
         exc.show()
+        sys.exit(2)
+    except (TyperClickException, click.ClickException) as exc:  # typer 0.2x raises its bundled click's exceptions
+        typer.echo(f"sufra: error: {_usage_line(exc)}", err=True)
         sys.exit(2)
     except SufraError as exc:
         if debug:

@@ -1,16 +1,45 @@
-"""Global settings, read from ``SUFRA_*`` environment variables and overridable by CLI options."""
+"""Settings from the environment: every variable sufra reads goes through these pydantic-settings models (the README
+lists them in one table). CLI options override them; each flow adds its own typed settings object on top."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SufraSettings(BaseSettings):
-    """Settings shared by every flow; each flow adds its own typed settings object on top."""
+    """``SUFRA_*`` variables (and the API keys of the search engines)."""
 
     model_config = SettingsConfigDict(env_prefix="SUFRA_", extra="ignore")
 
     data_root: str = "./data"
     """Local folder or fsspec URL (``memory://x``, ``s3://bucket/sufra``) holding images, tables and runs."""
+    country: str | None = None
+    """Default ``--country``."""
     debug: bool = False
     """Show tracebacks instead of one-line errors."""
+    model_cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "sufra" / "models")
+    """Where downloaded checkpoints are kept."""
+    review_image_base_url: str | None = None
+    """A file server on the data root that Label Studio's browser fetches images from."""
+    review_local_files_prefix: str | None = None
+    """Or Label Studio local storage: ``/data/local-files/?d=<prefix>``."""
+    flickr_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("FLICKR_API_KEY",
+                                                                                        "SUFRA_FLICKR_API_KEY"))
+    """Flickr API key (engine ``flickr``); never logged."""
+
+
+class LabelStudioEnv(BaseSettings):
+    """``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` (a personal access or legacy token; never printed)."""
+
+    model_config = SettingsConfigDict(env_prefix="LABEL_STUDIO_", extra="ignore")
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+
+
+def sufra_settings() -> SufraSettings:
+    """The environment's settings, read now (tests and the CLI change variables between calls)."""
+    return SufraSettings()

@@ -119,17 +119,19 @@ def to_records(item: AnnotateItem, country: str, det: Detections, width: int, he
                versions: dict[str, str], settings: AnnotateSettings) -> tuple[list[InstanceRecord], AnnotationRecord]:
     now = utcnow()
     instances = []
+    kept_indices = []
     for n in range(len(det)):
         rle = mask_to_rle(det.masks[n])
         area = rle_area(rle)
         if area == 0:
             continue
+        kept_indices.append(n)
         instances.append(InstanceRecord(
             instance_id=instance_id(item.image_id, cfg_hash, n), image_id=item.image_id, country=country,
             label=item.dish, phrase=det.phrases[n], bbox=rle_bbox(rle), box_score=float(det.scores[n]),
             mask=rle, mask_score=float(det.mask_scores[n]) if det.mask_scores is not None else None, area=area,
             source="auto", model_versions=versions, config_hash=cfg_hash, created_at=now))
-    kept = det.select(list(range(len(instances)))) if len(instances) < len(det) else det
+    kept = det.select(kept_indices) if len(kept_indices) < len(det) else det
     status, reason = image_status(kept if instances else Detections.empty(), item, settings)
     annotation = AnnotationRecord(image_id=item.image_id, country=country, dish=item.dish, split=item.split, status=status,
                                   reason=reason, n_instances=len(instances), width=width, height=height,
@@ -149,7 +151,7 @@ def annotate_batch(images: list, prompts: list[list[str]], detector, segmenter, 
         det = nms(det, settings.nms_iou, settings.max_instances)
         if settings.postfilter.drop_full_image_boxes:  # not worth a mask (post_filter drops them again, idempotent)
             det = drop_full_image_boxes(det, image.width, image.height, settings.postfilter.full_image_box_ratio)
-        det.masks, det.mask_scores = segmenter.segment(np.asarray(image), det.boxes)
+        det = det.with_masks(*segmenter.segment(np.asarray(image), det.boxes))
         out.append(post_filter(det, image.width, image.height, settings.postfilter))
     return out
 

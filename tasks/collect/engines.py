@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import queue
 import re
 from collections.abc import Callable
@@ -170,7 +169,10 @@ def make_engine(name: str, fetcher: Fetcher, base_urls: dict[str, str] | None = 
     if name == "google":
         return IcrawlerEngine("google", GoogleFeeder, GoogleParser, base, fetcher)
     if name == "flickr":
-        api_key = os.environ.get("FLICKR_API_KEY")
+        from sufra.core.settings import sufra_settings
+
+        secret = sufra_settings().flickr_api_key
+        api_key = secret.get_secret_value() if secret else None
         if not api_key:
             from sufra.core.errors import SufraError
 

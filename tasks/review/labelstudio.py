@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from sufra.schemas.tables import ANNOTATIONS, IMAGES, INSTANCES, REVIEWS, Instan
 
 from sufra.core.catalog import Country
 from sufra.core.errors import SufraError
+from sufra.core.settings import LabelStudioEnv, sufra_settings
 from sufra.core.store import DataRoot, utcnow
 from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
 
@@ -35,13 +35,14 @@ class LabelStudioSettings(BaseModel):
 
     @classmethod
     def from_env(cls) -> LabelStudioSettings:
-        url = os.environ.get("LABEL_STUDIO_URL")
-        key = os.environ.get("LABEL_STUDIO_API_KEY") or _secret_block()
+        env, sufra = LabelStudioEnv(), sufra_settings()
+        url = env.url
+        key = (env.api_key.get_secret_value() if env.api_key else None) or _secret_block()
         if not url or not key:
             raise SufraError("review needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or the Prefect Secret block "
                              "'label-studio-api-key')")
-        return cls(url=url.rstrip("/"), api_key=key, image_base_url=os.environ.get("SUFRA_REVIEW_IMAGE_BASE_URL"),
-                   local_files_prefix=os.environ.get("SUFRA_REVIEW_LOCAL_FILES_PREFIX"))
+        return cls(url=url.rstrip("/"), api_key=key, image_base_url=sufra.review_image_base_url,
+                   local_files_prefix=sufra.review_local_files_prefix)
 
 
 def _secret_block() -> str | None:
