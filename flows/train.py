@@ -49,6 +49,7 @@ def demo_train_and_evaluate(data_root: str, country: str, version: str) -> dict:
     from sufra.models.extractors import ExtractorSpec
     from sufra.models.tiny import save_tiny_depth
     from sufra.tasks.learn.features import FeatureSettings, read_index
+    from sufra.tasks.learn.metrics import split_rows
 
     from sufra.core.errors import SufraError
 
@@ -60,8 +61,7 @@ def demo_train_and_evaluate(data_root: str, country: str, version: str) -> dict:
     trained = train(cache_folder=cache["folder"], data_root=data_root, settings=TrainSettings(epochs=5, batch_size=32))
     wanted = benchmark_classes("egypt5")
     index = read_index(Path(cache["folder"]))
-    split = next((s for s in ("test", "val") if any(r.get("split") == s and r.get("label") in wanted for r in index)),
-                 None)
+    split = next((s for s in ("test", "val") if split_rows(index, wanted, s)), None)
     if split is None:  # tiny demo caches: never evaluate on training rows
         raise SufraError(f"no instance of split 'test' or 'val' in the demo cache (classes: {', '.join(wanted)})")
     metrics = evaluate(checkpoint=trained["checkpoint"], cache_folder=cache["folder"], benchmark_set="egypt5",

@@ -10,11 +10,16 @@ import numpy as np
 from sufra.core.errors import SufraError
 
 
-def select_split(index: list[dict], wanted: list[str], split: str) -> list[int]:
-    """Row numbers of ``index`` in ``split`` whose label is one of ``wanted``; raises when there is none
-    (no fallback to other splits: training rows must never be evaluated)."""
+def split_rows(index: list[dict], wanted: list[str], split: str) -> list[int]:
+    """Row numbers of ``index`` in ``split`` whose label is one of ``wanted`` (possibly none)."""
     keep = set(wanted)
-    rows = [n for n, r in enumerate(index) if r.get("split") == split and r.get("label") in keep]
+    return [n for n, r in enumerate(index) if r.get("split") == split and r.get("label") in keep]
+
+
+def select_split(index: list[dict], wanted: list[str], split: str) -> list[int]:
+    """:func:`split_rows`, raising when there is none (no fallback to other splits: training rows must never be
+    evaluated)."""
+    rows = split_rows(index, wanted, split)
     if not rows:
         raise SufraError(f"no instance of split '{split}' in the cache (classes: {', '.join(wanted)}); "
                          "choose another split with --split")
@@ -71,10 +76,7 @@ def classification_metrics(logits: np.ndarray, targets: np.ndarray, classes: lis
 def confusion_figure(metrics: dict):
     """A matplotlib figure with two panels (counts, row-normalised) of the confusion matrix, full class names
     as tick labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # a Figure of its own: no pyplot, the caller's backend is left alone
 
     classes, matrix = metrics["classes"], np.array(metrics["confusion"], dtype=int).reshape(len(metrics["classes"]), -1)
     norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
