@@ -1,11 +1,12 @@
 """Finding model weights: a local folder/file, the Hugging Face cache, or a download on first use.
 
 Where nothing is cached and the network is unreachable, loading fails at once with one line
-(:class:`~sufra.errors.ModelUnavailableError`) instead of hanging.
+(:class:`~sufra.core.errors.ModelUnavailableError`, a permanent error: never retried) instead of hanging.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -92,15 +93,36 @@ def load_state(path: str | Path, what: str, safe_globals: tuple[type, ...] = ())
         raise ModelUnavailableError(f"cannot read {what} '{path}': not a PyTorch checkpoint ({type(exc).__name__})") from None
 
 
-_loaded: dict[str, object] = {}
+class _Factory:
+    """Wraps a factory so that it compares equal to every other: ``functools.cache`` then keys on the name alone."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], object]):
+        self.build = build
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Factory)
+
+
+@functools.cache
+def _load(key: str, factory: _Factory) -> object:
+    return factory.build()
 
 
 def load_once(key: str, factory: Callable[[], T]) -> T:
     """The model(s) ``factory`` builds, built once per process and key: the CLI loads them first to fail fast with
-    one line, then the flow in the same process reuses them instead of loading again."""
-    if key not in _loaded:
-        _loaded[key] = factory()
-    return _loaded[key]  # type: ignore[return-value]
+    one line, then the flow in the same process reuses them instead of loading again. A factory that raises (e.g.
+    :class:`~sufra.core.errors.ModelUnavailableError`, never retried) caches nothing: the next call builds again."""
+    return _load(key, _Factory(factory))  # type: ignore[return-value]
+
+
+def forget_loaded() -> None:
+    """Drop every model :func:`load_once` keeps (frees their memory; the next call builds again)."""
+    _load.cache_clear()
 
 
 def model_identity(name_or_path: str) -> str:

@@ -215,3 +215,173 @@ def test_kill_and_resume(engine_server, tmp_path, prefect_harness):
     assert counts["temp_files_swept"] >= 1
     assert root.read_table(CANDIDATES, "egypt").num_rows == 120
     assert {engine_server.image_url(n) for n in names} == set(ok["source_url"].to_pylist())
+
+
+# -- engine failures: what a retry can fix, what it cannot (issue #22) -------------------------------------------
+class _FailedState:
+    """What Prefect hands a ``retry_condition_fn``: a state whose ``result()`` raises the task's exception."""
+
+    def __init__(self, exc: BaseException | None):
+        self.exc = exc
+
+    def result(self):
+        if self.exc is not None:
+            raise self.exc
+        return {}
+
+
+@pytest.fixture
+def status_server():
+    """Loopback server answering every request with ``.status``; ``.paths`` lists the requests."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(status=403, paths=[], base_url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            state.paths.append(self.path)
+            self.send_response(state.status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"no")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def no_dns(monkeypatch):
+    """A resolver hook: names ending in ``.invalid`` do not resolve (no DNS packet leaves the machine)."""
+    import socket
+
+    real = socket.getaddrinfo
+    asked = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if str(host).endswith(".invalid"):
+            asked.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_engine_host_that_does_not_resolve_fails_at_once_and_is_not_retried(no_dns, tmp_path):
+    from sufra.tasks.collect.engines import EngineUnreachableError
+    from sufra.tasks.collect.query import retry_engine_errors
+
+    from sufra.core.errors import NetworkUnavailableError, is_retryable
+
+    settings = CollectSettings(engines=["bing"], base_urls={"bing": "http://www.bing.invalid"},
+                               fetch=FetchSettings(max_retries=3, backoff_s=0.01))
+    spec = QuerySpec(country="egypt", dish="koshari", query=QUERY, engine="bing")
+    with pytest.raises(EngineUnreachableError) as info:
+        collect_query(spec, DataRoot(tmp_path / "data"), settings, run_id="r")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("engine bing: www.bing.invalid does not resolve")
+    assert "Name or service not known" in message
+    assert isinstance(info.value, NetworkUnavailableError) and not is_retryable(info.value)
+    assert retry_engine_errors(None, None, _FailedState(info.value)) is False  # today: retried (174 attempts)
+    assert no_dns == ["www.bing.invalid"]  # one look-up, no retry
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_engine_refusing_access_is_asked_once(status_server, status, tmp_path):
+    from sufra.tasks.collect.engines import EngineAccessDeniedError
+    from sufra.tasks.collect.query import retry_engine_errors
+
+    status_server.status = status
+    settings = settings_for(status_server)
+    spec = QuerySpec(country="egypt", dish="koshari", query=QUERY, engine="bing")
+    with pytest.raises(EngineAccessDeniedError) as info:
+        collect_query(spec, DataRoot(tmp_path / "data"), settings, run_id="r")
+    assert f"refused access (server answered {status}" in str(info.value) and "127.0.0.1" in str(info.value)
+    assert len(status_server.paths) == 1
+    assert retry_engine_errors(None, None, _FailedState(info.value)) is False
+
+
+def test_engine_answering_503_is_retried(status_server, tmp_path):
+    from sufra.tasks.collect.engines import EngineError, EngineUnavailableError
+    from sufra.tasks.collect.query import retry_engine_errors
+
+    status_server.status = 503
+    settings = settings_for(status_server)
+    spec = QuerySpec(country="egypt", dish="koshari", query=QUERY, engine="bing")
+    with pytest.raises(EngineError) as info:
+        collect_query(spec, DataRoot(tmp_path / "data"), settings, run_id="r")
+    assert not isinstance(info.value, EngineUnavailableError) and info.value.reason == "http_503"
+    assert len(status_server.paths) == 3  # urllib3: max_retries=2
+    assert retry_engine_errors(None, None, _FailedState(info.value)) is True  # Prefect may try the query later
+    assert retry_engine_errors(None, None, _FailedState(None)) is False
+    assert retry_engine_errors(None, None, _FailedState(ValueError("a bug"))) is False
+
+
+def test_engine_errors_survive_pickling():
+    import pickle
+
+    from sufra.tasks.collect.engines import EngineAccessDeniedError, EngineError, EngineUnreachableError
+
+    from sufra.core.errors import is_retryable
+
+    for error in (EngineError("engine bing: timeout", "timeout"),
+                  EngineUnreachableError("engine bing: www.bing.com does not resolve", "dns_error"),
+                  EngineAccessDeniedError("engine flickr: refused access", "http_401")):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and again.reason == error.reason
+        assert is_retryable(again) is is_retryable(error)
+
+
+def _spec(engine: str, query: str) -> QuerySpec:
+    return QuerySpec(country="egypt", dish="koshari", query=query, engine=engine)
+
+
+def test_engine_health_drops_engines_whose_first_query_cannot_succeed():
+    from sufra.tasks.collect.engines import EngineError, EngineUnreachableError
+    from sufra.tasks.collect.query import EngineHealth
+
+    specs = [_spec("bing", "q1"), _spec("baidu", "q1"), _spec("bing", "q2"), _spec("baidu", "q2"),
+             _spec("bing", "q3")]
+    health = EngineHealth()
+    first, rest = health.split(specs)
+    assert first == [specs[0], specs[1]] and rest == specs[2:]
+    health.record(first[0], EngineUnreachableError("engine bing: www.bing.com does not resolve"))
+    health.record(first[1], EngineError("engine baidu: timeout"))  # a retry may fix it: baidu stays up
+    health.raise_if_all_down()  # baidu is not down
+    assert health.runnable(rest) == [specs[3]]
+    assert health.skipped(rest) == [
+        "bing:koshari:q2: not started, engine bing: www.bing.com does not resolve",
+        "bing:koshari:q3: not started, engine bing: www.bing.com does not resolve",
+    ]
+
+
+def test_every_engine_down_fails_the_run_at_once_with_one_line():
+    from sufra.tasks.collect.engines import EngineAccessDeniedError, EngineUnreachableError
+    from sufra.tasks.collect.query import EngineHealth, check_first_results
+
+    from sufra.core.errors import NetworkUnavailableError, PermanentError
+
+    bing = EngineUnreachableError("engine bing: www.bing.com does not resolve (Name or service not known)")
+    baidu = EngineUnreachableError("engine baidu: image.baidu.com cannot be reached (no network)")
+    with pytest.raises(NetworkUnavailableError) as info:
+        check_first_results([(_spec("bing", "q"), bing), (_spec("baidu", "q"), baidu)])
+    assert str(info.value) == ("collect: no engine can be reached: engine bing: www.bing.com does not resolve "
+                               "(Name or service not known); engine baidu: image.baidu.com cannot be reached "
+                               "(no network)")
+    denied = EngineAccessDeniedError("engine flickr: api.flickr.com refused access (401)")
+    with pytest.raises(PermanentError) as info:
+        check_first_results([(_spec("bing", "q"), bing), (_spec("flickr", "q"), denied)])
+    assert not isinstance(info.value, NetworkUnavailableError) and "refused access" in str(info.value)
+    health = check_first_results([(_spec("bing", "q"), bing), (_spec("urllist", "/x"), None)])  # one still works
+    assert isinstance(health, EngineHealth) and set(health.down) == {"bing"}

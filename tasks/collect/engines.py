@@ -1,8 +1,12 @@
 """Search engines that turn a query into candidate image URLs.
 
 The web engines reuse icrawler's own feeders (result-page URLs) and parsers (links out of a result page); we only
-point them at a configurable base URL and fetch the pages through our guarded :class:`~tasks.http.Fetcher`, so
-tests run icrawler's real parsers against a local server shaped like the engine.
+point them at a configurable base URL and fetch the pages through our guarded :class:`~sufra.utils.http.Fetcher`,
+so tests run icrawler's real parsers against a local server shaped like the engine.
+
+A failed result page is an :class:`EngineError` a retry can fix (timeout, 429, 5xx, reset connection) or an
+:class:`EngineUnavailableError` (a :class:`~sufra.core.errors.PermanentError`) no retry can: the engine's host does
+not resolve, there is no network, it answered 401/403.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sufra.utils.http import Fetcher, FetchError
+from sufra.core.errors import AccessDeniedError, NetworkUnavailableError, PermanentError
+from sufra.utils.http import NO_NETWORK_REASONS, Fetcher, FetchError
 
 PAGE_TYPES = ("text/html", "application/json", "text/plain", "application/javascript", "text/javascript")
 
@@ -32,7 +37,49 @@ class Discovered:
 
 
 class EngineError(Exception):
-    """The engine itself failed (result page unreachable or unparsable): the whole query is retried."""
+    """The engine itself failed (result page unreachable or unparsable) for a reason a later attempt can get past
+    (timeout, 429, 5xx, reset connection, a page that did not parse): the whole query is retried."""
+
+    retryable = True
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(" ".join(str(message).split()))
+        self.reason = reason  # the FetchError reason code, when a fetch failed
+
+    def __reduce__(self):  # keep the reason through pickling (Prefect results)
+        return (type(self), (str(self), self.reason))
+
+
+class EngineUnavailableError(EngineError, PermanentError):
+    """The engine cannot be used from here and waiting will not change that (its result page answered 404, a key
+    is missing ...): the query fails at once, one line, no retry."""
+
+    retryable = False
+
+
+class EngineUnreachableError(EngineUnavailableError, NetworkUnavailableError):
+    """The engine's host does not resolve or its network cannot be reached (offline machine): no retry."""
+
+
+class EngineAccessDeniedError(EngineUnavailableError, AccessDeniedError):
+    """The engine answered 401/403 (missing or wrong key, or it blocks this machine): no retry."""
+
+
+def engine_error(engine: str, page_url: str, error: FetchError) -> EngineError:
+    """The engine error for a failed result page: one line naming the engine, the host and the cause; retryable
+    exactly when the fetch error is (:attr:`FetchError.retryable`)."""
+    host = urlsplit(page_url).netloc or page_url
+    if error.retryable:
+        return EngineError(f"engine {engine}: result page {page_url}: {error}", error.reason)
+    if error.reason in NO_NETWORK_REASONS:
+        what = "does not resolve" if error.reason == "dns_error" else "cannot be reached (no network)"
+        return EngineUnreachableError(
+            f"engine {engine}: {host} {what} ({error.detail}); check the network and DNS, then run again", error.reason)
+    if error.reason in ("http_401", "http_403"):
+        return EngineAccessDeniedError(
+            f"engine {engine}: {host} refused access ({error.detail}); check the engine's API key or whether it "
+            "blocks this machine", error.reason)
+    return EngineUnavailableError(f"engine {engine}: result page {page_url}: {error}", error.reason)
 
 
 class _Response:
@@ -108,10 +155,12 @@ class IcrawlerEngine:
             try:
                 page = session.get(page_url)
             except FetchError as exc:
-                raise EngineError(f"{self.name}: result page {page_url}: {exc}") from None
+                raise engine_error(self.name, page_url, exc) from None
             extra = self.page_details(page.content)
             try:
                 items = list(parser.parse(page, **self.parse_kwargs) or [])
+            except FetchError as exc:  # a parser that fetches more pages itself
+                raise engine_error(self.name, page_url, exc) from None
             except Exception as exc:  # a changed result page must not crash the flow
                 raise EngineError(f"{self.name}: cannot parse {page_url}: {type(exc).__name__}: {exc}") from None
             new = 0
@@ -174,9 +223,8 @@ def make_engine(name: str, fetcher: Fetcher, base_urls: dict[str, str] | None = 
         secret = sufra_settings().flickr_api_key
         api_key = secret.get_secret_value() if secret else None
         if not api_key:
-            from sufra.core.errors import SufraError
-
-            raise SufraError("engine 'flickr' needs an API key: set FLICKR_API_KEY (or drop flickr from --engine)")
+            raise EngineUnavailableError(
+                "engine 'flickr' needs an API key: set FLICKR_API_KEY (or drop flickr from --engine)")
         engine = _FlickrEngine("flickr", FlickrFeeder, FlickrParser, base, fetcher,
                                parse_kwargs={"apikey": api_key, "size_preference": ["large", "medium"]})
         engine.api_key = api_key

@@ -1,6 +1,8 @@
 """The collect stage's unit of work: one (country, dish, query, engine) -> ``candidates`` and ``images`` rows.
 
-Plain functions; ``sufra.flows.collect`` wraps :func:`collect_query` as a task (retries, tags, fan-out).
+Plain functions; ``sufra.flows.collect`` wraps :func:`collect_query` as a task (retries, tags, fan-out), retries
+only what can succeed later (:func:`retry_engine_errors`) and runs each engine's first query before the rest
+(:class:`EngineHealth`), so an engine no retry can fix (offline, no DNS, 401/403) fails the run at once.
 """
 
 from __future__ import annotations
@@ -8,18 +10,18 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 from sufra.schemas.tables import CANDIDATES, IMAGES, Candidate, ImageRecord
 from sufra.tasks.collect.download import SeenImages, download_many
-from sufra.tasks.collect.engines import Discovered, EngineError, list_folder, make_engine, read_url_list
+from sufra.tasks.collect.engines import Discovered, list_folder, make_engine, read_url_list
 from sufra.tasks.collect.validate import ValidationSettings
 
 from sufra.core.catalog import Country
-from sufra.core.errors import SufraError
+from sufra.core.errors import NetworkUnavailableError, PermanentError, SufraError, is_retryable
 from sufra.core.store import DataRoot, sha256_hex, utcnow
 from sufra.utils.http import Fetcher, FetchSettings
 
@@ -121,8 +123,10 @@ def collect_query(spec: QuerySpec, root: DataRoot, settings: CollectSettings, ru
                   on_image: Callable[[ImageRecord], None] | None = None) -> dict[str, int]:
     """Discover, record new candidates, download those without an images row. Returns counts per status.
 
-    Raises :class:`EngineError` when the engine itself fails (Prefect retries the query); per-URL failures are
-    rows.
+    Raises :class:`~sufra.tasks.collect.engines.EngineError` when the engine itself fails: retryable (Prefect
+    retries the query) for a timeout, 429, 5xx or reset connection; an ``EngineUnavailableError``
+    (a :class:`~sufra.core.errors.PermanentError`, never retried) when its host does not resolve, there is no
+    network or it answered 401/403. Per-URL failures are rows.
     """
     fetcher = Fetcher(settings.fetch)
     found = discover(spec, settings, fetcher)
@@ -156,11 +160,76 @@ def collect_query(spec: QuerySpec, root: DataRoot, settings: CollectSettings, ru
 
 
 def retry_engine_errors(task, task_run, state) -> bool:
-    """Prefect ``retry_condition_fn``: retry only when the engine (I/O) failed, never on a user error."""
+    """Prefect ``retry_condition_fn``: retry only what can succeed later (:func:`~sufra.core.errors.is_retryable`):
+    an engine timeout, 429, 5xx or reset connection; never a host that does not resolve, no network, 401/403,
+    missing weights or a user error."""
     try:
         state.result()
-    except EngineError:
-        return True
-    except Exception:
-        return False
+    except Exception as exc:
+        return is_retryable(exc)
     return False
+
+
+class EngineHealth:
+    """Which engines of a run can be used, judged by the first query of each.
+
+    An engine whose first query failed with an error no retry can fix (a :class:`~sufra.core.errors.PermanentError`:
+    its host does not resolve, no network, 401/403, a missing key) is *down* for the run: its other queries are not
+    started. When every engine of the plan is down the run fails at once with one line (:meth:`raise_if_all_down`).
+    Order of use in a flow: :meth:`split`, run the first queries, :meth:`record` each outcome,
+    :meth:`raise_if_all_down`, then run :meth:`runnable` of the rest.
+    """
+
+    def __init__(self) -> None:
+        self.engines: list[str] = []
+        self.down: dict[str, BaseException] = {}
+
+    def split(self, specs: Iterable[QuerySpec]) -> tuple[list[QuerySpec], list[QuerySpec]]:
+        """(the first query of each engine, every other query), both in plan order."""
+        first: list[QuerySpec] = []
+        rest: list[QuerySpec] = []
+        for spec in specs:
+            if spec.engine in self.engines:
+                rest.append(spec)
+            else:
+                self.engines.append(spec.engine)
+                first.append(spec)
+        return first, rest
+
+    def record(self, spec: QuerySpec, error: BaseException | None) -> None:
+        """The outcome of an engine's first query: ``None`` when it succeeded, else what it raised."""
+        if spec.engine not in self.engines:
+            self.engines.append(spec.engine)
+        if isinstance(error, PermanentError) and spec.engine not in self.down:
+            self.down[spec.engine] = error
+
+    def runnable(self, specs: Iterable[QuerySpec]) -> list[QuerySpec]:
+        """The queries whose engine is not down."""
+        return [spec for spec in specs if spec.engine not in self.down]
+
+    def skipped(self, specs: Iterable[QuerySpec]) -> list[str]:
+        """One line per query not started because its engine is down (``engine:dish:query: cause``)."""
+        return [f"{s.engine}:{s.dish}:{s.query}: not started, {self.down[s.engine]}" for s in specs
+                if s.engine in self.down]
+
+    def raise_if_all_down(self) -> None:
+        """Raise one line when every engine of the plan is down: a :class:`NetworkUnavailableError` when each one's
+        cause is the network, else a :class:`PermanentError`; the message names each engine's host and cause."""
+        if not self.engines or any(engine not in self.down for engine in self.engines):
+            return
+        causes = [self.down[engine] for engine in self.engines]
+        message = "; ".join(str(cause) for cause in causes)
+        if all(isinstance(cause, NetworkUnavailableError) for cause in causes):
+            raise NetworkUnavailableError(f"collect: no engine can be reached: {message}")
+        raise PermanentError(f"collect: no engine can be used: {message}")
+
+
+def check_first_results(outcomes: Iterable[tuple[QuerySpec, BaseException | None]],
+                        health: EngineHealth | None = None) -> EngineHealth:
+    """Record each engine's first-query outcome (``(spec, None)`` for a success, ``(spec, exception)`` for a
+    failure) and raise at once when every engine is down (:meth:`EngineHealth.raise_if_all_down`)."""
+    health = health or EngineHealth()
+    for spec, error in outcomes:
+        health.record(spec, error)
+    health.raise_if_all_down()
+    return health
