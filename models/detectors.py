@@ -4,6 +4,9 @@
   from a hub id or a local folder.
 - ``groundingdino``: the original package (optional extra ``sufra[groundingdino]``): config + checkpoint + local
   BERT folder.
+
+A backend is a class registered with ``@register_detector("<backend>")`` (timm's ``register_model``);
+``build_detector(spec)`` looks the backend up in ``DETECTORS``.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import argparse
 import contextlib
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 from pydantic import BaseModel
 from sufra.schemas.detections import Detections
 
@@ -31,6 +34,21 @@ class DetectorSpec(BaseModel):
     image_size: int | None = None  # groundingdino: shorter side fed to the model (default 800)
     box_threshold: float = 0.3
     text_threshold: float = 0.25
+
+    @classmethod
+    def parse(cls, text: str, base: DetectorSpec) -> DetectorSpec:
+        """``groundingdino[:CHECKPOINT]`` (the original package; checkpoint path or URL, default the official one)
+        or a transformers hub id / local folder; every other field (thresholds ...) comes from ``base``."""
+        text = text.strip()
+        if not text:
+            raise SufraError(f"--detector must be {DETECTOR_SPEC_FORMS}, got an empty string")
+        name, _, checkpoint = text.partition(":")
+        if name == "groundingdino":
+            return base.model_copy(update={"backend": "groundingdino", "checkpoint": checkpoint or None})
+        return base.model_copy(update={"backend": "transformers", "model": text})
+
+
+DETECTOR_SPEC_FORMS = "groundingdino[:CHECKPOINT] or a transformers HUB_ID_OR_FOLDER"
 
 
 class Detector(Protocol):
@@ -63,6 +81,22 @@ def clip_to_image(det: Detections, width: int, height: int) -> Detections:
     return det.select(keep)
 
 
+DETECTORS: dict[str, Callable[..., Detector]] = {}
+
+
+def register_detector(backend: str) -> Callable[[type], type]:
+    """Class decorator: the detector built for ``DetectorSpec(backend=backend)``."""
+
+    def register(cls: type) -> type:
+        if backend in DETECTORS and DETECTORS[backend] is not cls:
+            raise ValueError(f"detector backend '{backend}' is registered twice")
+        DETECTORS[backend] = cls
+        return cls
+
+    return register
+
+
+@register_detector("transformers")
 class TransformersDetector:
     def __init__(self, spec: DetectorSpec, device: str = "cpu", model=None, processor=None):
         """Loads ``spec.model`` (hub id or folder), or wraps an already built ``model`` + ``processor``."""
@@ -111,6 +145,7 @@ class TransformersDetector:
 GROUNDINGDINO_SWINT_OGC_URL = "https://huggingface.co/ShilongLiu/GroundingDINO/resolve/main/groundingdino_swint_ogc.pth"
 
 
+@register_detector("groundingdino")
 class GroundingDinoPackageDetector:
     """The original Grounding DINO package (``groundingdino-py``; extra ``sufra[groundingdino]``).
 
@@ -169,13 +204,9 @@ class GroundingDinoPackageDetector:
             boxes, logits, found = predict(self.model, tensor, caption(phrases), self.spec.box_threshold,
                                            self.spec.text_threshold, device=self.device)
             w, h = image.size
-            cxcywh = boxes.numpy().reshape(-1, 4) * np.array([w, h, w, h])
-            xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
-            out.append(clip_to_image(Detections(xyxy.astype(np.float32), logits.numpy().astype(np.float32), [match_phrase(p, phrases) for p in found]), w, h))
+            det = Detections.from_groundingdino(boxes, logits, [match_phrase(p, phrases) for p in found], w, h)
+            out.append(clip_to_image(det, w, h))
         return out
-
-
-DETECTORS = {"transformers": TransformersDetector, "groundingdino": GroundingDinoPackageDetector}
 
 
 def build_detector(spec: DetectorSpec, device: str = "cpu") -> Detector:

@@ -1,19 +1,26 @@
-"""Box-prompted segmenters behind one protocol: ``segment(image, boxes) -> (masks, scores)``.
+"""Box-prompted segmenters behind one protocol: ``segment(image, detections) -> detections with masks``.
 
 One image embedding per image and all of that image's boxes in one prompt batch.
 - ``sam``: segment_anything (``vit_b|vit_l|vit_h`` or any :class:`~models.build.SamArch`), checkpoint path or URL
   (the official URLs are fetched into the cache on first use).
 - ``sam2``: SAM 2.1 through transformers ``Sam2Model`` (hub id or local folder): the fast tier.
+
+A backend is a class registered with ``@register_segmenter("<backend>")`` (timm's ``register_model``);
+``build_segmenter(spec)`` looks the backend up in ``SEGMENTERS``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel
+from sufra.schemas.detections import Detections
 
 from sufra.core.errors import SufraError
+
+SEGMENTER_SPEC_FORMS = "sam:MODEL_TYPE[:CHECKPOINT] or sam2:HUB_ID_OR_FOLDER"
 
 
 class SegmenterSpec(BaseModel):
@@ -22,15 +29,49 @@ class SegmenterSpec(BaseModel):
     checkpoint: str | None = None  # sam: path or URL (default: the official URL of model_type)
     model: str = "facebook/sam2.1-hiera-tiny"  # sam2: hub id or local folder
 
+    @classmethod
+    def parse(cls, text: str) -> SegmenterSpec:
+        """``sam[:MODEL_TYPE[:CHECKPOINT]]`` (model type default ``vit_b``; the checkpoint may be a path or URL)
+        or ``sam2:HUB_ID_OR_FOLDER``; anything else raises a one-line :class:`SufraError`."""
+        backend, _, rest = text.strip().partition(":")
+        if backend == "sam":
+            model_type, _, checkpoint = rest.partition(":")
+            return cls(backend="sam", model_type=model_type or "vit_b", checkpoint=checkpoint or None)
+        if backend == "sam2" and rest:
+            return cls(backend="sam2", model=rest)
+        raise SufraError(f"--segmenter must be {SEGMENTER_SPEC_FORMS}, got '{text}'")
+
 
 class Segmenter(Protocol):
     version: str
 
-    def segment(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``image``: H x W x 3 uint8 RGB; ``boxes``: N x 4 XYXY pixels -> (N x H x W bool masks, N scores)."""
+    def segment(self, image: np.ndarray, detections: Detections) -> Detections:
+        """``image``: H x W x 3 uint8 RGB; ``detections``: boxes N x 4 XYXY pixels of that image -> the same
+        detections with ``masks`` (N x H x W bool) and ``mask_scores`` (N predicted IoU)."""
         ...
 
 
+SEGMENTERS: dict[str, Callable[..., Segmenter]] = {}
+
+
+def register_segmenter(backend: str) -> Callable[[type], type]:
+    """Class decorator: the segmenter built for ``SegmenterSpec(backend=backend)``."""
+
+    def register(cls: type) -> type:
+        if backend in SEGMENTERS and SEGMENTERS[backend] is not cls:
+            raise ValueError(f"segmenter backend '{backend}' is registered twice")
+        SEGMENTERS[backend] = cls
+        return cls
+
+    return register
+
+
+def _no_boxes(image: np.ndarray, detections: Detections) -> Detections:
+    h, w = image.shape[:2]
+    return detections.with_masks(np.zeros((0, h, w), bool), np.zeros(0, np.float32))
+
+
+@register_segmenter("sam")
 class SamSegmenter:
     def __init__(self, spec: SegmenterSpec, device: str = "cpu", model=None):
         import torch
@@ -53,19 +94,21 @@ class SamSegmenter:
         self.version = f"sam:{spec.model_type}:{(spec.checkpoint or 'official').rsplit('/', 1)[-1]}"
         self._torch = torch
 
-    def segment(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def segment(self, image: np.ndarray, detections: Detections) -> Detections:
         torch = self._torch
         h, w = image.shape[:2]
-        if len(boxes) == 0:
-            return np.zeros((0, h, w), bool), np.zeros(0, np.float32)
+        if len(detections) == 0:
+            return _no_boxes(image, detections)
         with torch.inference_mode():
             self.predictor.set_image(image)  # the image embedding, once
-            prompt = self.predictor.transform.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float32, device=self.device), (h, w))
+            prompt = self.predictor.transform.apply_boxes_torch(
+                torch.as_tensor(detections.boxes, dtype=torch.float32, device=self.device), (h, w))
             masks, scores, _ = self.predictor.predict_torch(None, None, boxes=prompt, multimask_output=False)
         self.predictor.reset_image()
-        return masks[:, 0].cpu().numpy(), scores[:, 0].float().cpu().numpy()
+        return detections.with_sam_masks(masks, scores)  # N x 1 x H x W, N x 1
 
 
+@register_segmenter("sam2")
 class Sam2Segmenter:
     def __init__(self, spec: SegmenterSpec, device: str = "cpu", model=None, processor=None):
         """Loads ``spec.model`` (hub id or folder), or wraps an already built ``model`` + ``processor``."""
@@ -85,19 +128,16 @@ class Sam2Segmenter:
         self.version = f"sam2:{model_identity(spec.model)}"
         self._torch = torch
 
-    def segment(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def segment(self, image: np.ndarray, detections: Detections) -> Detections:
         torch = self._torch
-        h, w = image.shape[:2]
-        if len(boxes) == 0:
-            return np.zeros((0, h, w), bool), np.zeros(0, np.float32)
-        inputs = self.processor(images=image, input_boxes=[boxes.astype(float).tolist()], return_tensors="pt").to(self.device)
+        if len(detections) == 0:
+            return _no_boxes(image, detections)
+        boxes = detections.boxes.astype(float).tolist()
+        inputs = self.processor(images=image, input_boxes=[boxes], return_tensors="pt").to(self.device)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
             outputs = self.model(**inputs, multimask_output=False)
         masks = self.processor.post_process_masks(outputs.pred_masks.float().cpu(), inputs["original_sizes"].cpu())[0]
-        return masks[:, 0].numpy().astype(bool), outputs.iou_scores[0, :, 0].float().cpu().numpy()
-
-
-SEGMENTERS = {"sam": SamSegmenter, "sam2": Sam2Segmenter}
+        return detections.with_sam_masks(masks, outputs.iou_scores[0])  # N x 1 x H x W bool, N x 1
 
 
 def build_segmenter(spec: SegmenterSpec, device: str = "cpu") -> Segmenter:

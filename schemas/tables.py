@@ -13,6 +13,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from sufra.schemas.arrow import arrow_schema, field_converters
+from sufra.schemas.rle import RLE  # the one mask encoding (``instances.mask``), re-exported here
 
 SCHEMA_VERSION = "1.0"
 """Bumped on any change of a table's columns; written to every Parquet file as ``sufra.schema_version``."""
@@ -111,13 +112,6 @@ class SplitRecord(Record):
     group_id: str
 
 
-class RLE(Record):
-    """COCO compressed RLE: ``size`` is [height, width]; ``counts`` the compressed string."""
-
-    size: list[int]
-    counts: str
-
-
 class InstanceRecord(Record):
     instance_id: str
     image_id: str
@@ -126,7 +120,7 @@ class InstanceRecord(Record):
     phrase: str
     bbox: list[float]  # [x, y, w, h] pixels
     box_score: float
-    mask: RLE | None = None
+    mask: RLE | None = None  # COCO compressed RLE of the instance (Parquet struct<size, counts>)
     mask_score: float | None = None
     area: float
     source: Literal["auto", "review"] = "auto"

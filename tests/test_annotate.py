@@ -7,6 +7,7 @@ import pytest
 from sufra.models.detectors import build_detector, caption, match_phrase
 from sufra.models.segmenters import build_segmenter
 from sufra.schemas.detections import Detections
+from sufra.schemas.rle import RLE
 from sufra.tasks.annotate.postfilter import (
     PostFilterSettings,
     drop_duplicates,
@@ -75,12 +76,17 @@ def test_rle_round_trip(seed):
     mask = np.zeros((57, 83), bool)
     mask[rng.integers(0, 20) : rng.integers(30, 57), rng.integers(0, 40) : rng.integers(41, 83)] = True
     mask ^= rng.random(mask.shape) < 0.05
-    rle = mask_to_rle(mask)
-    assert isinstance(rle["counts"], str) and rle["size"] == [57, 83]
-    assert np.array_equal(rle_to_mask(rle), mask)
-    assert rle_area(rle) == mask.sum()
+    rle = RLE.from_mask(mask)
+    assert isinstance(rle.counts, str) and rle.size == [57, 83]
+    assert np.array_equal(rle.to_mask(), mask)
+    assert rle.area == mask.sum()
     ys, xs = np.nonzero(mask)
-    assert rle_bbox(rle) == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    assert rle.bbox_xywh == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    assert rle.bbox_xyxy == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    # the utilities are aliases of the one type, for an RLE or its COCO JSON dict alike
+    dumped = rle.model_dump()
+    assert mask_to_rle(mask) == rle and np.array_equal(rle_to_mask(dumped), mask)
+    assert rle_area(dumped) == rle.area and rle_bbox(dumped) == rle.bbox_xywh
 
 
 def test_detections_validate_shapes():
@@ -163,10 +169,14 @@ def test_tiny_segmenters_load_and_segment(tiny_models, backend):
     segmenter = build_segmenter(tiny_models[backend])
     image = np.asarray(scene(3))
     boxes = np.array([[10, 10, 100, 100], [50, 60, 200, 220]], np.float32)
-    masks, scores = segmenter.segment(image, boxes)
-    assert masks.shape == (2, 240, 320) and masks.dtype == bool and scores.shape == (2,)
-    empty_masks, empty_scores = segmenter.segment(image, np.zeros((0, 4), np.float32))
-    assert empty_masks.shape == (0, 240, 320)
+    det = Detections(boxes, np.array([0.9, 0.6]), ["koshari", "food"], data={"k": [1, 2]})
+    out = segmenter.segment(image, det)
+    assert isinstance(out, Detections) and det.masks is None  # a new Detections, the input untouched
+    assert out.masks.shape == (2, 240, 320) and out.masks.dtype == bool and out.mask_scores.shape == (2,)
+    assert out.mask_scores.dtype == np.float32 and np.isfinite(out.mask_scores).all()
+    assert np.array_equal(out.boxes, boxes) and out.phrases == ["koshari", "food"] and out.data == {"k": [1, 2]}
+    empty = segmenter.segment(image, Detections.empty())
+    assert empty.masks.shape == (0, 240, 320) and len(empty.mask_scores) == 0
 
 
 def test_fused_sam_attention_matches_segment_anything():
@@ -196,7 +206,9 @@ def test_fused_sam_attention_matches_segment_anything():
 
     image = np.asarray(scene(5))
     boxes = np.array([[10, 10, 150, 120], [60, 40, 300, 230]], np.float32)
-    masks, scores = SamSegmenter(SegmenterSpec(model_type="tiny"), model=copy.deepcopy(stock)).segment(image, boxes)
+    out = SamSegmenter(SegmenterSpec(model_type="tiny"), model=copy.deepcopy(stock)).segment(
+        image, Detections(boxes, np.ones(2), ["a", "b"]))
+    masks, scores = out.masks, out.mask_scores
     predictor = SamPredictor(stock)
     predictor.set_image(image)
     for i, box in enumerate(boxes):
@@ -332,3 +344,111 @@ def test_with_masks_validates_the_number_of_masks():
         det.with_masks(np.zeros((2, 8, 8), bool), np.zeros(3))
     out = det.with_masks(np.ones((2, 8, 8), bool), np.full(2, 0.5))
     assert out.masks.shape == (2, 8, 8) and det.masks is None
+
+
+def test_to_records_keeps_detection_positions_in_instance_ids_and_mask_boxes():
+    from sufra.tasks.annotate.instances import AnnotateItem, AnnotateSettings, instance_id, to_records
+
+    masks = np.stack([box_mask(20, 20, 2, 2, 12, 12), np.zeros((20, 20), bool), box_mask(20, 20, 5, 6, 9, 15)])
+    det = Detections(np.array([[0, 0, 15, 15], [0, 0, 5, 5], [4, 4, 10, 16]], np.float32), np.array([0.9, 0.8, 0.2]),
+                     ["a", "b", "c"], masks=masks, mask_scores=np.array([0.7, 0.6, 0.5]))
+    item = AnnotateItem(image_id="img1", dish="koshari", split="train", path="x.jpg")
+    instances, annotation = to_records(item, "egypt", det, 20, 20, "h", {"detector": "d"}, AnnotateSettings())
+    assert [i.instance_id for i in instances] == [instance_id("img1", "h", 0), instance_id("img1", "h", 2)]
+    assert [i.bbox for i in instances] == [[2.0, 2.0, 10.0, 10.0], [5.0, 6.0, 4.0, 9.0]]  # the masks' boxes
+    assert [i.area for i in instances] == [100.0, 36.0] and [i.label for i in instances] == ["koshari", "koshari"]
+    assert [i.phrase for i in instances] == ["a", "c"] and instances[1].mask_score == pytest.approx(0.5)
+    assert annotation.status == "needs_review" and annotation.reason == "box score 0.20 < 0.35"
+    none, rejected = to_records(item, "egypt", det[[1]], 20, 20, "h", {}, AnnotateSettings())
+    assert none == [] and rejected.status == "rejected" and rejected.n_instances == 0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("sam", dict(backend="sam", model_type="vit_b", checkpoint=None)),
+    ("sam:vit_h", dict(backend="sam", model_type="vit_h", checkpoint=None)),
+    ("sam:vit_l:/w/sam_l.pth", dict(backend="sam", model_type="vit_l", checkpoint="/w/sam_l.pth")),
+    ("sam:vit_b:https://x.org/sam_b.pth", dict(backend="sam", model_type="vit_b", checkpoint="https://x.org/sam_b.pth")),
+    ("sam2:facebook/sam2.1-hiera-small", dict(backend="sam2", model="facebook/sam2.1-hiera-small")),
+    ("sam2:/models/sam2:v2", dict(backend="sam2", model="/models/sam2:v2")),
+])
+def test_segmenter_spec_parses_itself(text, expected):
+    from sufra.models.segmenters import SegmenterSpec
+
+    spec = SegmenterSpec.parse(text)
+    assert spec.model_dump(include=set(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["mask2former", "sam2", "sam2:", "", "SAM:vit_b"])
+def test_segmenter_spec_rejects_other_forms_in_one_line(text):
+    from sufra.models.segmenters import SegmenterSpec
+
+    with pytest.raises(SufraError, match=r"--segmenter must be sam:MODEL_TYPE\[:CHECKPOINT\] or sam2:HUB_ID_OR_FOLDER") as info:
+        SegmenterSpec.parse(text)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("groundingdino", dict(backend="groundingdino", checkpoint=None)),
+    ("groundingdino:/w/gd.pth", dict(backend="groundingdino", checkpoint="/w/gd.pth")),
+    ("groundingdino:https://x.org/gd.pth", dict(backend="groundingdino", checkpoint="https://x.org/gd.pth")),
+    ("IDEA-Research/grounding-dino-base", dict(backend="transformers", model="IDEA-Research/grounding-dino-base")),
+    ("/models/omdet", dict(backend="transformers", model="/models/omdet")),
+])
+def test_detector_spec_parses_itself_keeping_the_base_fields(text, expected):
+    from sufra.models.detectors import DetectorSpec
+
+    base = DetectorSpec(backend="groundingdino", box_threshold=0.42, text_threshold=0.33, image_size=640)
+    spec = DetectorSpec.parse(text, base)
+    assert spec.model_dump(include=set(expected)) == expected
+    assert (spec.box_threshold, spec.text_threshold, spec.image_size) == (0.42, 0.33, 640)
+    with pytest.raises(SufraError, match="--detector must be groundingdino"):
+        DetectorSpec.parse("  ", base)
+
+
+def test_backends_are_registered_and_unknown_ones_named():
+    from sufra.models.detectors import (
+        DETECTORS,
+        DetectorSpec,
+        GroundingDinoPackageDetector,
+        TransformersDetector,
+        register_detector,
+    )
+    from sufra.models.segmenters import (
+        SEGMENTERS,
+        Sam2Segmenter,
+        SamSegmenter,
+        SegmenterSpec,
+        register_segmenter,
+    )
+
+    assert DETECTORS == {"transformers": TransformersDetector, "groundingdino": GroundingDinoPackageDetector}
+    assert SEGMENTERS == {"sam": SamSegmenter, "sam2": Sam2Segmenter}
+    with pytest.raises(SufraError, match="unknown segmenter backend 'mask2former'; use sam, sam2"):
+        build_segmenter(SegmenterSpec(backend="mask2former"))
+    with pytest.raises(SufraError, match="unknown detector backend 'yolo'; use transformers, groundingdino"):
+        build_detector(DetectorSpec(backend="yolo"))
+    with pytest.raises(ValueError, match="registered twice"):
+        register_segmenter("sam")(Sam2Segmenter)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_detector("transformers")(GroundingDinoPackageDetector)
+
+
+def test_a_registered_segmenter_is_built_from_its_spec(monkeypatch):
+    from sufra.models import segmenters
+
+    monkeypatch.setattr(segmenters, "SEGMENTERS", dict(segmenters.SEGMENTERS))
+
+    @segmenters.register_segmenter("everything")
+    class Everything:
+        version = "everything:1"
+
+        def __init__(self, spec, device="cpu"):
+            self.device = device
+
+        def segment(self, image, detections):
+            n, (h, w) = len(detections), image.shape[:2]
+            return detections.with_masks(np.ones((n, h, w), bool), np.ones(n))
+
+    segmenter = segmenters.build_segmenter(segmenters.SegmenterSpec(backend="everything"), "cpu")
+    out = segmenter.segment(np.zeros((4, 5, 3), np.uint8), Detections(np.zeros((2, 4)), np.ones(2), ["a", "b"]))
+    assert isinstance(segmenter, Everything) and out.masks.shape == (2, 4, 5) and out.masks.all()

@@ -12,13 +12,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from sufra.schemas import ANNOTATIONS, INSTANCES, REVIEWS, SPLITS
+from sufra.schemas.rle import RLE
 from sufra.schemas.tables import AnnotationRecord, InstanceRecord, ReviewRecord
 from sufra.tasks.export.release import ExportSettings, write_export
 
 from sufra.core.catalog import load_country
 from sufra.core.errors import SufraError
 from sufra.core.store import DataRoot
-from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
 from tests.imaging import jpeg, scene, store
 from tests.test_curate import SINGLE, run_curate
 
@@ -41,10 +41,10 @@ def build_dataset(root: DataRoot, country="egypt", dishes=("koshari", "mahshi", 
         h, w = 240, 320
         masks = [rect(h, w, 10, 20, 150, 200), rect(h, w, 140, 30, 300, 220)]
         for n, mask in enumerate(masks):
-            rle = mask_to_rle(mask)
+            rle = RLE.from_mask(mask)
             instances.append(InstanceRecord(instance_id=f"{split.image_id[:12]}-{n}", image_id=split.image_id, country=country,
-                                            label=split.dish, phrase=split.dish, bbox=rle_bbox(rle), box_score=0.9 - 0.1 * n,
-                                            mask=rle, mask_score=0.8 + 0.1 * n, area=rle_area(rle), config_hash="cfg",
+                                            label=split.dish, phrase=split.dish, bbox=rle.bbox_xywh, box_score=0.9 - 0.1 * n,
+                                            mask=rle, mask_score=0.8 + 0.1 * n, area=rle.area, config_hash="cfg",
                                             model_versions={"detector": "test"}, created_at=NOW))
         annotations.append(AnnotationRecord(image_id=split.image_id, country=country, dish=split.dish, split=split.split,
                                             status="auto_accepted", n_instances=2, width=w, height=h, config_hash="cfg",
@@ -119,7 +119,7 @@ def test_label_maps_and_multilabel_match_masks(exported):
     multilabel = {r["image_id"]: r for r in pq.read_table(path / "multilabel.parquet").to_pylist()}
     for image_id, insts in by_image.items():
         label = np.asarray(Image.open(path / "label_maps" / f"{image_id}.png"))
-        masks = [rle_to_mask(i.mask.model_dump()) for i in insts]
+        masks = [i.mask.to_mask() for i in insts]
         only = [m & ~np.logical_or.reduce([o for o in masks if o is not m]) for m in masks]
         for inst, own in zip(insts, only, strict=True):
             assert (label[own] == int(next(k for k, v in categories.items() if v == inst.label))).all()
@@ -159,10 +159,10 @@ def test_review_wins_and_rejected_images_leave(tmp_path):
     root = DataRoot(tmp_path / "data")
     instances = build_dataset(root, dishes=("koshari",), per_dish=6)
     images = sorted({i.image_id for i in instances})
-    reviewed_mask = mask_to_rle(rect(240, 320, 50, 50, 100, 100))
+    reviewed_mask = RLE.from_mask(rect(240, 320, 50, 50, 100, 100))
     root.write_table(INSTANCES, "egypt", [InstanceRecord(
         instance_id="rev-1", image_id=images[0], country="egypt", label="koshari", phrase="koshari",
-        bbox=rle_bbox(reviewed_mask), box_score=1.0, mask=reviewed_mask, area=rle_area(reviewed_mask), source="review",
+        bbox=reviewed_mask.bbox_xywh, box_score=1.0, mask=reviewed_mask, area=reviewed_mask.area, source="review",
         created_at=NOW)], "review")
     root.write_table(REVIEWS, "egypt", [
         ReviewRecord(image_id=images[0], country="egypt", decision="corrected", reviewer="amira", reviewed_at=NOW),

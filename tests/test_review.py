@@ -18,7 +18,6 @@ from sufra.tasks.review.labelstudio import Client, LabelStudioSettings, brush_ma
 from sufra.core.catalog import load_country
 from sufra.core.errors import SufraError
 from sufra.core.store import DataRoot
-from sufra.utils.masks import rle_to_mask
 from tests.servers import free_port, wait_for_health
 from tests.test_export import build_dataset
 
@@ -93,7 +92,7 @@ def test_push_annotate_pull_round_trip(label_studio, image_server):
         assert len(brushes) == 2
         for region in brushes:
             inst = next(i for i in auto[task.data["image_id"]] if region["id"] == f"{i.instance_id}m")
-            assert np.array_equal(brush_mask(region["value"]["rle"], 320, 240), rle_to_mask(inst.mask.model_dump()))
+            assert np.array_equal(brush_mask(region["value"]["rle"], 320, 240), inst.mask.to_mask())
 
     def submit(task, result):
         client.sdk.annotations.create(id=task.id, result=result, lead_time=12.5)
@@ -203,3 +202,67 @@ def test_personal_access_token_works_too(label_studio, tmp_path):
     settings = LabelStudioSettings(url=label_studio, api_key=pat, image_base_url="http://127.0.0.1:1")
     assert push(root, load_country("egypt"), "pat", settings, which="all")["pushed"] == 3
     assert pull(root, load_country("egypt"), "pat", settings)["tasks"] == 3
+
+
+def _auto_instances(width=320, height=240):
+    import datetime as dt
+
+    from sufra.schemas.rle import RLE
+    from sufra.schemas.tables import InstanceRecord
+
+    rows = []
+    for n, (x0, y0, x1, y1) in enumerate([(16, 24, 96, 120), (150, 60, 300, 200)]):
+        mask = np.zeros((height, width), bool)
+        mask[y0:y1, x0:x1] = True
+        rle = RLE.from_mask(mask)
+        rows.append(InstanceRecord(instance_id=f"inst{n}", image_id="img", country="egypt", label="koshari",
+                                   phrase="koshari", bbox=rle.bbox_xywh, box_score=0.75 - 0.25 * n, mask=rle,
+                                   mask_score=None if n else 0.5, area=rle.area, config_hash="cfg",
+                                   created_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC)))
+    return rows
+
+
+def test_prediction_regions_and_review_rows_without_a_server():
+    """The push/pull conversions (Detections.to_labelstudio / from_labelstudio) on their own: a region pair per
+    instance, a moved box, a lone box, a relabel and an erased mask."""
+    import datetime as dt
+
+    from sufra.tasks.review.labelstudio import annotation_to_rows, prediction_result
+
+    auto = _auto_instances()
+    result = prediction_result(auto, 320, 240)
+    assert [(r["id"], r["type"], r["from_name"]) for r in result] == [
+        ("inst0b", "rectanglelabels", "box"), ("inst0m", "brushlabels", "mask"),
+        ("inst1b", "rectanglelabels", "box"), ("inst1m", "brushlabels", "mask")]
+    assert result[0]["value"] == {"x": 5.0, "y": 10.0, "width": 25.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["koshari"]}
+    assert [r["score"] for r in result] == [0.75, 0.5, 0.5, 0.5]  # brush: mask score, else box score
+    assert all(r["original_width"] == 320 and r["original_height"] == 240 for r in result)
+    for region, inst in zip(result[1::2], auto, strict=True):
+        assert np.array_equal(brush_mask(region["value"]["rle"], 320, 240), inst.mask.to_mask())
+
+    when = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    accept = {"from_name": "decision", "to_name": "image", "type": "choices", "value": {"choices": ["accept"]}}
+    decision, rows = annotation_to_rows(copy.deepcopy(result) + [accept], "img", "egypt", "koshari", 320, 240, "amira", 9, when)
+    assert decision == "accepted" and [r.bbox for r in rows] == [i.bbox for i in auto]
+    assert [r.mask for r in rows] == [i.mask for i in auto] and [r.area for r in rows] == [i.area for i in auto]
+    assert all(r.source == "review" and r.box_score == 1.0 and r.mask_score == 1.0 and r.created_at == when for r in rows)
+    assert all(r.model_versions == {"reviewer": "amira"} and r.config_hash is None for r in rows)
+    assert len({r.instance_id for r in rows}) == 2
+
+    edited = copy.deepcopy(result)
+    edited[0]["value"]["x"] += 5.0  # moved right by 16 px
+    edited[0]["value"]["rectanglelabels"] = ["molokhia"]  # relabelled through the box only
+    del edited[3]  # the second instance's brush: a lone box -> a rectangular mask
+    decision, rows = annotation_to_rows(edited, "img", "egypt", "koshari", 320, 240, None, 9, when)
+    assert decision == "corrected" and [r.label for r in rows] == ["molokhia", "koshari"]
+    assert rows[0].bbox == [32.0, 24.0, 80.0, 96.0] and rows[0].mask == auto[0].mask  # box moved, mask kept
+    assert rows[1].mask == auto[1].mask and rows[1].bbox == auto[1].bbox
+    assert rows[0].model_versions == {"reviewer": "unknown"}
+
+    erased = copy.deepcopy(result)
+    erased[1]["value"]["rle"] = brush_rle(np.zeros((240, 320), bool))  # the first mask erased: no instance
+    del erased[2]  # the second box: a lone brush gets its mask's box
+    decision, rows = annotation_to_rows(erased, "img", "egypt", "koshari", 320, 240, "amira", 9, when)
+    assert decision == "corrected" and len(rows) == 1 and rows[0].bbox == auto[1].bbox and rows[0].mask == auto[1].mask
+    reject = {"from_name": "decision", "type": "choices", "value": {"choices": ["reject"]}}
+    assert annotation_to_rows([reject], "img", "egypt", "koshari", 320, 240, None, 9, when) == ("rejected", [])

@@ -1,38 +1,38 @@
-"""Mask utilities: COCO compressed RLE through pycocotools (``size`` = [H, W], ``counts`` str) and mask IoU.
+"""Mask utilities on H x W (or N x H x W) bool arrays: mask IoU; RLE lives in :class:`sufra.schemas.rle.RLE`.
 
-Masks are H x W (or N x H x W) bool arrays.
+The ``mask_to_rle`` / ``rle_*`` functions are thin aliases of ``RLE`` kept for callers written before it; they
+accept an ``RLE`` or its ``model_dump()`` dict (``size`` = [H, W], ``counts`` str).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from sufra.schemas.rle import RLE
 
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """H x W bool -> COCO compressed RLE with ``counts`` as str."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+__all__ = ["RLE", "mask_iou", "mask_to_rle", "rle_area", "rle_bbox", "rle_to_mask"]
 
 
-def rle_to_mask(rle: dict) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}).astype(bool)
-
-
-def rle_area(rle: dict) -> float:
-    from pycocotools import mask as mask_utils
-
-    return float(mask_utils.area({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}))
+def mask_to_rle(mask: np.ndarray) -> RLE:
+    """H x W bool -> :class:`RLE` (``RLE.from_mask``)."""
+    return RLE.from_mask(mask)
 
 
-def rle_bbox(rle: dict) -> list[float]:
-    """[x, y, w, h] of the mask (pycocotools)."""
-    from pycocotools import mask as mask_utils
+def rle_to_mask(rle: RLE | dict[str, Any]) -> np.ndarray:
+    """RLE -> H x W bool (``RLE.to_mask``)."""
+    return RLE.coerce(rle).to_mask()
 
-    return [float(v) for v in mask_utils.toBbox({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")})]
+
+def rle_area(rle: RLE | dict[str, Any]) -> float:
+    """Foreground pixels (``RLE.area``)."""
+    return RLE.coerce(rle).area
+
+
+def rle_bbox(rle: RLE | dict[str, Any]) -> list[float]:
+    """[x, y, w, h] of the mask (``RLE.bbox_xywh``)."""
+    return RLE.coerce(rle).bbox_xywh
 
 
 def mask_iou(masks: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ from sufra.tasks.annotate.postfilter import PostFilterSettings, drop_full_image_
 
 from sufra.core.catalog import Country
 from sufra.core.store import DataRoot, utcnow
-from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox
 
 
 class AnnotateSettings(BaseModel):
@@ -117,22 +116,16 @@ def instance_id(image_id: str, cfg_hash: str, n: int) -> str:
 
 def to_records(item: AnnotateItem, country: str, det: Detections, width: int, height: int, cfg_hash: str,
                versions: dict[str, str], settings: AnnotateSettings) -> tuple[list[InstanceRecord], AnnotationRecord]:
+    """Instances (detections with a non-empty mask, labelled with the image's dish) and the image's status, judged
+    on those survivors only. Instance ids keep each detection's position in ``det`` (stable across re-runs)."""
     now = utcnow()
-    instances = []
-    kept_indices = []
-    for n in range(len(det)):
-        rle = mask_to_rle(det.masks[n])
-        area = rle_area(rle)
-        if area == 0:
-            continue
-        kept_indices.append(n)
-        instances.append(InstanceRecord(
-            instance_id=instance_id(item.image_id, cfg_hash, n), image_id=item.image_id, country=country,
-            label=item.dish, phrase=det.phrases[n], bbox=rle_bbox(rle), box_score=float(det.scores[n]),
-            mask=rle, mask_score=float(det.mask_scores[n]) if det.mask_scores is not None else None, area=area,
-            source="auto", model_versions=versions, config_hash=cfg_hash, created_at=now))
-    kept = det.select(kept_indices) if len(kept_indices) < len(det) else det
-    status, reason = image_status(kept if instances else Detections.empty(), item, settings)
+    keep = np.nonzero(det.mask_areas_px() > 0)[0] if len(det) else np.zeros(0, int)
+    survivors = det[keep].with_labels([item.dish] * len(keep))
+    instances = survivors.to_records(
+        image_id=item.image_id, country=country, created_at=now,
+        instance_ids=[instance_id(item.image_id, cfg_hash, int(n)) for n in keep], source="auto",
+        model_versions=versions, config_hash=cfg_hash, bbox_from="mask")
+    status, reason = image_status(survivors, item, settings)
     annotation = AnnotationRecord(image_id=item.image_id, country=country, dish=item.dish, split=item.split, status=status,
                                   reason=reason, n_instances=len(instances), width=width, height=height,
                                   config_hash=cfg_hash, model_versions=versions, annotated_at=now)
@@ -151,7 +144,7 @@ def annotate_batch(images: list, prompts: list[list[str]], detector, segmenter, 
         det = nms(det, settings.nms_iou, settings.max_instances)
         if settings.postfilter.drop_full_image_boxes:  # not worth a mask (post_filter drops them again, idempotent)
             det = drop_full_image_boxes(det, image.width, image.height, settings.postfilter.full_image_box_ratio)
-        det = det.with_masks(*segmenter.segment(np.asarray(image), det.boxes))
+        det = segmenter.segment(np.asarray(image), det)
         out.append(post_filter(det, image.width, image.height, settings.postfilter))
     return out
 

@@ -20,8 +20,7 @@ class PostFilterSettings(BaseModel):
 
 
 def drop_tiny(det: Detections, image_area: int, min_area_ratio: float) -> Detections:
-    areas = det.masks.reshape(len(det), -1).sum(1)
-    return det.select(areas >= min_area_ratio * image_area)
+    return det[det.mask_areas_px() >= min_area_ratio * image_area]
 
 
 def drop_duplicates(det: Detections, iou_threshold: float) -> Detections:

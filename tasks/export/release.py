@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
-from sufra.schemas.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage
+from sufra.schemas.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage, coco_annotation
+from sufra.schemas.rle import RLE
 from sufra.schemas.tables import (
     ANNOTATIONS,
     DUPLICATES,
@@ -40,7 +41,6 @@ from sufra.tasks.export.statistics import long_tail
 from sufra.core.catalog import Country
 from sufra.core.errors import SufraError
 from sufra.core.store import DataRoot
-from sufra.utils.masks import rle_bbox, rle_to_mask
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -170,12 +170,10 @@ def coco_for_split(selection: Selection, split: str, image_ids: dict[str, int], 
     for n, inst in enumerate(selection.instances):
         if inst.image_id not in wanted:
             continue
-        rle = inst.mask.model_dump()
-        segmentation = rle if settings.segmentation == "rle" else rle_to_polygons(rle)
+        polygons = rle_to_polygons(inst.mask) if settings.segmentation == "polygon" else None
         # bbox from the mask (a reviewer may move a box without redrawing its mask): COCO wants them consistent
-        annotations.append({"id": n + 1, "image_id": image_ids[inst.image_id], "category_id": cat_id[(inst.country, inst.label)],
-                            "bbox": [round(v, 2) for v in rle_bbox(rle)], "area": float(inst.area),
-                            "segmentation": segmentation, "iscrowd": 0, "score": round(inst.box_score, 4)})
+        annotations.append(coco_annotation(inst.mask, n + 1, image_ids[inst.image_id], cat_id[(inst.country, inst.label)],
+                                           inst.box_score, segmentation=polygons, area=inst.area))
     return {
         "info": {**info, "split": split},
         "licenses": [{"id": i + 1, "name": name, "url": ""} for i, name in enumerate(sorted(selection.licenses))],
@@ -185,13 +183,13 @@ def coco_for_split(selection: Selection, split: str, image_ids: dict[str, int], 
     }
 
 
-def rle_to_polygons(rle: dict) -> list[list[float]]:
+def rle_to_polygons(rle: RLE) -> list[list[float]]:
     """Outer contours of a mask as COCO polygons (needs OpenCV: ``pip install opencv-python-headless``)."""
     try:
         import cv2
     except ImportError:
         raise SufraError("polygon segmentation needs OpenCV: pip install opencv-python-headless (or use --segmentation rle)") from None
-    contours, _ = cv2.findContours(rle_to_mask(rle).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(RLE.coerce(rle).to_mask().astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
 
 
@@ -200,7 +198,7 @@ def label_map(instances: list[InstanceRecord], width: int, height: int, cat_id: 
     dtype = np.uint8 if max(cat_id.values(), default=0) < 256 else np.uint16
     out = np.zeros((height, width), dtype)
     for inst in sorted(instances, key=lambda i: (i.mask_score if i.mask_score is not None else i.box_score, i.instance_id)):
-        out[rle_to_mask(inst.mask.model_dump())] = cat_id[(inst.country, inst.label)]
+        out[inst.mask.to_mask()] = cat_id[(inst.country, inst.label)]
     return out
 
 

@@ -41,20 +41,20 @@ def overlay_thumbnail(data: bytes, instances, size_px: int = 220) -> str:
     """The image with each instance's mask tinted and its box drawn, as a JPEG data URI."""
     from PIL import Image, ImageDraw
 
+    from sufra.utils.boxes import xywh_to_xyxy
     from sufra.utils.images import load_rgb
-    from sufra.utils.masks import rle_to_mask
 
     image = load_rgb(data)
     array = np.asarray(image).astype(np.float32)
     for n, inst in enumerate(instances):
         colour = np.array(PALETTE[n % len(PALETTE)], np.float32)
-        mask = rle_to_mask(inst.mask.model_dump())
+        mask = inst.mask.to_mask()
         array[mask] = array[mask] * 0.5 + colour * 0.5
     image = Image.fromarray(array.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    for n, inst in enumerate(instances):
-        x, y, w, h = inst.bbox
-        draw.rectangle([x, y, x + w, y + h], outline=PALETTE[n % len(PALETTE)], width=max(2, image.width // 150))
+    boxes_xyxy = xywh_to_xyxy([inst.bbox for inst in instances])
+    for n, box in enumerate(boxes_xyxy):
+        draw.rectangle(box.tolist(), outline=PALETTE[n % len(PALETTE)], width=max(2, image.width // 150))
     image.thumbnail((size_px, size_px))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=82)

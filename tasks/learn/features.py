@@ -21,7 +21,7 @@ from sufra.models.extractors import ExtractorSpec
 from sufra.schemas.tables import INSTANCES
 
 from sufra.core.store import DataRoot
-from sufra.utils.masks import rle_to_mask
+from sufra.utils.boxes import xywh_to_xyxy
 from sufra.utils.roi import depth_rois, depth_stats, feature_rois, mask_rois
 
 
@@ -120,8 +120,8 @@ def extract_features(root: DataRoot, export_path: str, out_root: Path, settings:
         local = export / "images" / f"{image_id}.{formats[image_id]}"
         data = local.read_bytes() if local.exists() else root.read_image_bytes(image_id, formats[image_id])
         image = load_rgb(data)
-        masks = torch.from_numpy(np.stack([rle_to_mask(i.mask.model_dump()) for i in insts]))
-        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (i.bbox for i in insts)], dtype=torch.float32)
+        masks = torch.from_numpy(np.stack([i.mask.to_mask() for i in insts]))
+        boxes = torch.from_numpy(xywh_to_xyxy([i.bbox for i in insts])).float()
         tensors = instance_tensors(image, boxes, masks, backbone, depth, settings.roi_size)
         for k, v in tensors.items():
             buffer[k].append(v.to(torch.float16) if k == "F" else v)

@@ -1,7 +1,7 @@
 """Human review in Label Studio (label-studio-sdk 2.x): push images with pre-annotations, pull reviews back.
 
 Boxes go to Label Studio in percent of the image; masks as Label Studio brush RLE through the SDK's converter
-(``label_studio_sdk.converter.brush``). Pulled annotations become ``instances`` rows with source ``review`` and
+(``label_studio_sdk.converter.brush``); both conversions are ``Detections.to_labelstudio`` / ``from_labelstudio``. Pulled annotations become ``instances`` rows with source ``review`` and
 ``reviews`` rows. The API key is read from ``LABEL_STUDIO_API_KEY`` (or the Prefect Secret block
 ``label-studio-api-key``) and never appears in messages. Every remote check runs before anything is written locally.
 """
@@ -13,15 +13,19 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-import numpy as np
 from pydantic import BaseModel, SecretStr
+from sufra.schemas.detections import (
+    Detections,
+    labelstudio_brush_mask,
+    labelstudio_brush_rle,
+    labelstudio_percent_box,
+)
 from sufra.schemas.tables import ANNOTATIONS, IMAGES, INSTANCES, REVIEWS, InstanceRecord, ReviewRecord
 
 from sufra.core.catalog import Country
 from sufra.core.errors import SufraError
 from sufra.core.settings import LabelStudioEnv, sufra_settings
 from sufra.core.store import DataRoot, utcnow
-from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
 
 DECISIONS = {"accept": "accepted", "reject": "rejected", "wrong dish": "corrected"}
 
@@ -120,39 +124,16 @@ class Client:
 
 
 # -- push ------------------------------------------------------------------------------------------------------
-def percent_box(bbox: list[float], width: int, height: int) -> dict:
-    x, y, w, h = bbox
-    return {"x": 100 * x / width, "y": 100 * y / height, "width": 100 * w / width, "height": 100 * h / height, "rotation": 0}
-
-
-def brush_rle(mask: np.ndarray) -> list[int]:
-    """H x W bool -> Label Studio brush RLE (the SDK's encoder)."""
-    from label_studio_sdk.converter.brush import mask2rle
-
-    return mask2rle(mask.astype(np.uint8) * 255)
-
-
-def brush_mask(rle: list[int], width: int, height: int) -> np.ndarray:
-    """Label Studio brush RLE -> H x W bool (the SDK's decoder; alpha channel)."""
-    from label_studio_sdk.converter.brush import decode_rle
-
-    return decode_rle(rle).reshape(height, width, 4)[:, :, 3] > 0
+# the conversions live with the central type (Detections.to_labelstudio / from_labelstudio); these names stay for callers
+percent_box = labelstudio_percent_box
+brush_rle = labelstudio_brush_rle
+brush_mask = labelstudio_brush_mask
 
 
 def prediction_result(instances: list[InstanceRecord], width: int, height: int) -> list[dict]:
-    result = []
-    for inst in instances:
-        region = inst.instance_id
-        common = {"to_name": "image", "original_width": width, "original_height": height, "image_rotation": 0}
-        result.append({**common, "id": f"{region}b", "from_name": "box", "type": "rectanglelabels",
-                       "value": {**percent_box(inst.bbox, width, height), "rectanglelabels": [inst.label]},
-                       "score": inst.box_score})
-        if inst.mask is not None:
-            mask = rle_to_mask(inst.mask.model_dump())
-            result.append({**common, "id": f"{region}m", "from_name": "mask", "type": "brushlabels",
-                           "value": {"format": "rle", "rle": brush_rle(mask), "brushlabels": [inst.label]},
-                           "score": inst.mask_score if inst.mask_score is not None else inst.box_score})
-    return result
+    """Pre-annotation regions of one image's instances (a box and a brush mask per instance, ids from the
+    instance ids): ``Detections.from_records(...).to_labelstudio(...)``."""
+    return Detections.from_records(instances).to_labelstudio(width, height)
 
 
 def image_url(settings: LabelStudioSettings, root: DataRoot, image_id: str, ext: str) -> str:
@@ -218,49 +199,15 @@ def push(root: DataRoot, catalog: Country, version: str, settings: LabelStudioSe
 # -- pull ------------------------------------------------------------------------------------------------------
 def annotation_to_rows(result: list[dict], image_id: str, country: str, default_label: str, width: int, height: int,
                        reviewer: str | None, task_id: int, when: dt.datetime) -> tuple[str, list[InstanceRecord]]:
-    """A finished annotation -> (decision, review instances). A brush region and a box sharing a region id (as the
-    pushed predictions do) are one instance: mask from the brush, box from the rectangle; a lone box becomes a
-    rectangular mask, a lone brush gets its mask's box."""
+    """A finished annotation -> (decision, review instances). Regions become instances through
+    ``Detections.from_labelstudio`` (a box and a brush sharing a region id are one instance); empty masks are
+    dropped; ``bbox`` is the reviewer's box (the mask's box for a lone brush), rounded to 0.01 px."""
     choice = next((r["value"]["choices"][0] for r in result if r.get("from_name") == "decision" and r["value"].get("choices")), None)
-    boxes, masks = {}, {}
-    for region in result:
-        value = region.get("value", {})
-        key = str(region.get("id", ""))
-        if region.get("type") == "rectanglelabels":
-            boxes[key[:-1] if key.endswith("b") else key] = region
-        elif region.get("type") == "brushlabels" and value.get("format") == "rle":
-            masks[key[:-1] if key.endswith("m") else key] = region
-    instances = []
-    for key in sorted(set(boxes) | set(masks)):
-        box, brush = boxes.get(key), masks.get(key)
-        if brush is not None:
-            mask = brush_mask(brush["value"]["rle"], width, height)
-            label = (brush["value"].get("brushlabels") or [default_label])[0]
-        else:
-            v = box["value"]
-            x0, y0 = round(v["x"] * width / 100), round(v["y"] * height / 100)
-            x1, y1 = round((v["x"] + v["width"]) * width / 100), round((v["y"] + v["height"]) * height / 100)
-            mask = np.zeros((height, width), bool)
-            mask[y0:y1, x0:x1] = True
-            label = (v.get("rectanglelabels") or [default_label])[0]
-        if box is not None and brush is not None:
-            # a relabel may touch only one of the pair: the label that differs from the image's dish wins
-            pair = {*(box["value"].get("rectanglelabels") or []), *(brush["value"].get("brushlabels") or [])}
-            changed = sorted(pair - {default_label})
-            label = changed[0] if changed else default_label
-        rle = mask_to_rle(mask)
-        if rle_area(rle) == 0:
-            continue
-        if box is not None:
-            v = box["value"]
-            bbox = [v["x"] * width / 100, v["y"] * height / 100, v["width"] * width / 100, v["height"] * height / 100]
-        else:
-            bbox = rle_bbox(rle)
-        instances.append(InstanceRecord(
-            instance_id=hashlib.sha256(f"review:{task_id}:{key}".encode()).hexdigest()[:24], image_id=image_id,
-            country=country, label=label, phrase=label, bbox=[round(b, 2) for b in bbox], box_score=1.0, mask=rle,
-            mask_score=1.0, area=rle_area(rle), source="review", model_versions={"reviewer": reviewer or "unknown"},
-            created_at=when))
+    det = Detections.from_labelstudio(result, width, height, default_label)
+    det = det[det.mask_areas_px() > 0]
+    ids = [hashlib.sha256(f"review:{task_id}:{key}".encode()).hexdigest()[:24] for key in det.data["region_id"]]
+    instances = det.to_records(image_id=image_id, country=country, created_at=when, instance_ids=ids, source="review",
+                               model_versions={"reviewer": reviewer or "unknown"}, bbox_from="box", bbox_decimals=2)
     decision = DECISIONS.get(choice or "", "corrected")
     if choice == "accept" and not instances:
         decision = "accepted"
