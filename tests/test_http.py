@@ -268,14 +268,16 @@ def test_name_that_does_not_resolve_fails_at_once(resolver):
     assert calls["engine.invalid"] == 1
 
 
-def test_name_lost_between_guard_and_connect_is_not_retried(resolver, scripted):
+def test_name_is_resolved_once_and_the_checked_address_is_contacted(resolver, scripted):
+    """Was: the name resolved for the guard and again by urllib3's connect (a second answer, lost or rebound, was
+    used). Now the connection goes to the address the guard checked: a later answer never matters."""
     answers, calls = resolver
-    answers["flaky.invalid"] = ["127.0.0.1", None]  # the guard sees loopback, urllib3's connect finds nothing
+    answers["flaky.invalid"] = ["127.0.0.1", None]  # the guard sees loopback; a second lookup would find nothing
     scripted.scripts["/x"] = [(200, {})]
-    with pytest.raises(FetchError) as info:
-        quick_fetcher(max_retries=3).fetch(f"http://flaky.invalid:{scripted.port}/x")
-    assert info.value.reason == "dns_error" and "flaky.invalid" in str(info.value)
-    assert calls["flaky.invalid"] == 2  # one for the guard, one connect: urllib3's connect retries were skipped
+    result = quick_fetcher(max_retries=3).fetch(f"http://flaky.invalid:{scripted.port}/x")
+    assert result.status_code == 200 and result.final_url == f"http://flaky.invalid:{scripted.port}/x"
+    assert calls["flaky.invalid"] == 1  # one lookup, for the guard; the connect used its answer
+    assert scripted.requests["/x"] == 1
 
 
 def test_no_network_fails_at_once(monkeypatch):
@@ -321,3 +323,42 @@ def test_fetch_error_retryable(reason, retryable):
     assert error.retryable is retryable and is_retryable(error) is retryable
     again = pickle.loads(pickle.dumps(error))
     assert (again.reason, again.detail, str(again)) == (reason, "detail", f"{reason}: detail")
+
+
+def test_total_deadline_starts_when_the_host_slot_is_acquired(scripted):
+    """Was: the 1 s total deadline started before the wait for the host's only slot (held 2 s by a hanging URL), so
+    the good image behind it failed ``timeout_total`` without being asked for. The queue does not count now."""
+    limiter = HostLimiter(concurrency=1, requests_per_s=0)
+    scripted.scripts["/slow"] = ["hang"]
+    scripted.scripts["/good"] = [(200, {})]
+    slow = Fetcher(FetchSettings(allow_networks=["127.0.0.1"], read_timeout_s=2, total_timeout_s=5, max_retries=0,
+                                 per_host_requests_per_s=0), limiter)
+    good = Fetcher(FetchSettings(allow_networks=["127.0.0.1"], total_timeout_s=1, max_retries=0,
+                                 per_host_requests_per_s=0), limiter)
+    errors = []
+
+    def hang():
+        with pytest.raises(FetchError) as info:
+            slow.fetch(scripted.url("/slow"))
+        errors.append(info.value.reason)
+
+    thread = threading.Thread(target=hang)
+    thread.start()
+    while not scripted.requests["/slow"]:  # the slow fetch holds the slot
+        time.sleep(0.01)
+    start = time.monotonic()
+    result = good.fetch(scripted.url("/good"))
+    waited_s = time.monotonic() - start
+    thread.join()
+    assert result.status_code == 200 and result.content == b"\xff\xd8 fine"
+    assert waited_s >= 1.5  # it queued behind the slow fetch for longer than its own total deadline
+    assert errors == ["timeout"]
+
+
+def test_total_deadline_still_bounds_the_transfer(scripted):
+    """Time spent holding the slot counts, across redirect hops: a chain of slow answers ends ``timeout_total``."""
+    scripted.scripts["/x"] = ["hang"]
+    start = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        quick_fetcher(read_timeout_s=5, total_timeout_s=0.8, max_retries=3).fetch(scripted.url("/x"))
+    assert info.value.reason in ("timeout", "timeout_total") and time.monotonic() - start < 1.5

@@ -6,24 +6,30 @@ and bounded; bodies are streamed under a byte cap and a total deadline (a server
 cannot hold a worker). Retries are urllib3's :class:`~urllib3.util.Retry`: timeouts, reset connections and
 429/500/502/503/504 with exponential backoff, honouring Retry-After; never a 4xx, and never what no retry can fix
 (a name that does not resolve, no route to the network): those fail at once (:attr:`FetchError.retryable`).
-Politeness: per-host concurrency and request rate.
+Politeness: per-host concurrency and request rate; the total deadline starts once the host's slot is held (time queued
+behind other fetches of that host is not counted against a URL).
 
-Known limit: a host name is resolved for the check and again by the socket layer, so a DNS answer that changes in
-between (rebinding) is not caught; literal-IP URLs and the loopback test servers are exact.
+One parser: a URL is read once (:func:`parse_target`, WHATWG-like: percent-decoded, IDNA-mapped hosts, numeric IPv4
+forms; credentials, backslashes and control characters refused as ``bad_url``), its host resolved once, every address
+checked (IPv6 forms that embed IPv4 unwrapped), and the connection goes to the checked IP with the name in the
+``Host`` header and TLS server name: what the guard saw is what is contacted, and DNS rebinding has no second lookup
+to change.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
+import re
 import socket
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote, urljoin
 
 import certifi
 import urllib3
@@ -97,43 +103,262 @@ class FetchResult:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# -- one URL parser for the guard and the connection ----------------------------------------------------------
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?([^/?#]*)(.*)$", re.DOTALL)
+_BAD_HOST_RE = re.compile(r"[\x00-\x20\x7f #%/:<>?@\[\\\]^|]")  # WHATWG forbidden host code points, and controls
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_LABEL_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use translation prefix
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated RFC 4291 form ::a.b.c.d
+
+
+@dataclass(frozen=True)
+class Target:
+    """One parsed, resolved and checked URL: what the guard approved is exactly what is connected to.
+
+    ``host`` is the canonical host (a lowercase ASCII name, or an IP address's text); ``address`` the checked IP the
+    connection goes to (the name is sent only in the ``Host`` header and, for https, as TLS server name).
+    """
+
+    url: str  # canonical form: scheme://host[:port]/path?query (no credentials, no fragment)
+    scheme: str
+    host: str
+    port: int
+    request_uri: str  # path and query, percent-encoded
+    is_ip: bool
+    address: str = ""
+
+    @property
+    def host_key(self) -> str:
+        """Per-host politeness key: ``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def _bad(detail: str) -> FetchError:
+    return FetchError("bad_url", detail)
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One part of a WHATWG IPv4 host: ``0x`` hex, leading-``0`` octal or decimal; None when not a number."""
+    if part[:2] in ("0x", "0X"):
+        digits, base = part[2:] or "0", 16
+    elif len(part) > 1 and part[0] == "0":
+        digits, base = part[1:], 8
+    else:
+        digits, base = part, 10
+    try:
+        return int(digits, base) if digits.isalnum() and digits.isascii() else None
+    except ValueError:
+        return None
+
+
+def _parse_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address of a host that WHATWG reads as one (``2130706434``, ``0177.0.0.2``, ``0x7f000002``,
+    ``127.2``, ``127.0.0.2.``); None when the host is a domain name; ``bad_url`` when it ends in a number but is no
+    valid address (browsers refuse it too)."""
+    parts = host.split(".")
+    if parts[-1] == "" and len(parts) > 1:
+        parts.pop()
+    last = parts[-1]
+    ends_in_number = (last.isascii() and last.isdigit()) or (
+        last[:2] in ("0x", "0X") and all(c in "0123456789abcdefABCDEF" for c in last[2:]))
+    if not ends_in_number:
+        return None
+    numbers = [_ipv4_number(part) for part in parts] if all(parts) and len(parts) <= 4 else [None]
+    if any(n is None for n in numbers) or any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        raise _bad(f"host '{host}' is not a valid IPv4 address")
+    value = numbers[-1]
+    for i, n in enumerate(numbers[:-1]):
+        value += n << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+def _canonical_host(raw: str) -> tuple[str, IPAddress | None]:
+    """(canonical host text, IP address or None for a name) of a URL's host, as a browser reads it: percent-decoded,
+    IDNA/UTS 46 mapped (fullwidth digits, ideographic full stops), numeric IPv4 forms decoded."""
+    import idna
+
+    if raw.startswith("["):
+        if not raw.endswith("]") or "%" in raw:
+            raise _bad(f"bad IPv6 host '{raw}' (zone ids are not allowed)")
+        try:
+            address = ipaddress.IPv6Address(raw[1:-1])
+        except ValueError:
+            raise _bad(f"bad IPv6 host '{raw}'") from None
+        return address.compressed, address
+    try:
+        host = unquote(raw, errors="strict") if "%" in raw else raw
+    except UnicodeError:
+        raise _bad(f"bad host '{raw}'") from None
+    if not host or _BAD_HOST_RE.search(host):
+        raise _bad(f"bad host '{raw}'")
+    try:  # UTS 46 maps an ASCII host to its lower case: only others need the (slow) table
+        host = host.lower() if host.isascii() else idna.uts46_remap(host, std3_rules=False, transitional=False).lower()
+    except (idna.IDNAError, UnicodeError):
+        raise _bad(f"bad host '{raw}'") from None
+    if _BAD_HOST_RE.search(host):
+        raise _bad(f"bad host '{raw}'")
+    v4 = _parse_ipv4(host)
+    if v4 is not None:
+        return str(v4), v4
+    labels = host.removesuffix(".").split(".")
+    try:
+        labels = [label if label.isascii() else idna.encode(label, uts46=False).decode("ascii") for label in labels]
+    except (idna.IDNAError, UnicodeError):
+        raise _bad(f"bad host '{raw}'") from None
+    name = ".".join(labels)
+    if len(name) > 253 or not all(_LABEL_RE.match(label) for label in labels):
+        raise _bad(f"bad host '{raw}'")
+    return name, None
+
+
+def parse_target(url: str) -> Target:
+    """Parse an http(s) URL once, strictly: the one reading both the guard and the connection use.
+
+    ``bad_url`` for another scheme, credentials (``user@``), a backslash, a control character or a space in the
+    host, a zone id, a bad port or host. Not resolved yet (:func:`resolve_target`).
+    """
+    from urllib3.util import parse_url
+
+    url = url.strip(" \t\r\n\f")
+    if _CONTROL_RE.search(url):
+        raise _bad("control character in URL")
+    if "\\" in url:
+        raise _bad("backslash in URL (read differently by different parsers)")
+    match = _URL_RE.match(url)
+    if not match:
+        raise _bad("not an absolute URL")
+    scheme, slashes, authority, rest = match.groups()
+    scheme = scheme.lower()
+    if scheme not in ("http", "https"):
+        raise _bad(f"scheme '{scheme}' is not http(s)")
+    if not slashes:
+        raise _bad("no host")
+    if "@" in authority:
+        raise _bad("credentials in URL")
+    port_text = ""
+    if authority.startswith("["):
+        close = authority.find("]")
+        host_raw, after = authority[: close + 1], authority[close + 1 :]
+        if close < 0 or (after and not after.startswith(":")):
+            raise _bad(f"bad host '{authority}'")
+        port_text = after[1:]
+    else:
+        host_raw, _, port_text = authority.partition(":")
+    if not host_raw:
+        raise _bad("no host")
+    if port_text and not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise _bad("bad port")
+    port = int(port_text) if port_text else (443 if scheme == "https" else 80)
+    host, ip = _canonical_host(host_raw)
+    rest = rest.partition("#")[0]
+    netloc = f"[{host}]" if ":" in host else host
+    if port_text and port != (443 if scheme == "https" else 80):
+        netloc += f":{port}"
+    canonical = f"{scheme}://{netloc}{rest}"
+    try:
+        parsed = parse_url(canonical)
+    except ValueError as exc:
+        raise _bad(type(exc).__name__) from None
+    return Target(url=canonical, scheme=scheme, host=host, port=port, request_uri=parsed.request_uri,
+                  is_ip=ip is not None, address=str(ip) if ip is not None else "")
+
+
 # -- address guard ---------------------------------------------------------------------------------------------
-def _networks(allow: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(entry, strict=False) for entry in allow]
+@functools.lru_cache(maxsize=64)
+def _parsed_networks(allow: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in allow)
 
 
-def check_url_allowed(url: str, allow_networks: list[str]) -> None:
-    """Raise :class:`FetchError` ``forbidden_address`` unless every address of the URL's host may be contacted.
+def _networks(allow: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return _parsed_networks(tuple(allow))
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries for a translation mechanism: NAT64 (``64:ff9b::/96``, the local-use
+    ``64:ff9b:1::/48``), 6to4 (``2002::/16``), Teredo (``2001::/32``: server and de-obfuscated client), ISATAP and
+    IPv4-compatible ``::a.b.c.d``. (IPv4-mapped ``::ffff:a.b.c.d`` is not a translation: see :func:`contacted`.)"""
+    if address.version != 6:
+        return []
+    value = int(address)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    found = []
+    if address in _NAT64 or address in _NAT64_LOCAL or (address in _IPV4_COMPATIBLE and address.ipv4_mapped is None):
+        found.append(low32)
+    if address in _NAT64_LOCAL:  # RFC 6052 /48 layout: bits 48-63 and 72-87
+        found.append(ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | ((value >> 40) & 0xFFFF)))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if (value >> 32) & 0xFDFFFFFF == 0x00005EFE:  # ISATAP interface id ...:0:5efe:a.b.c.d / 200:5efe
+        found.append(low32)
+    return found
+
+
+def contacted(address: IPAddress) -> IPAddress:
+    """The address a socket to ``address`` really reaches: the IPv4 of an IPv4-mapped IPv6 address, else itself."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _is_public(address: IPAddress) -> bool:
+    if address.version == 6 and (address in _NAT64_LOCAL or address in _IPV4_COMPATIBLE):
+        return False  # Python < 3.13 calls these global; they are not (RFC 8215, RFC 4291)
+    return address.is_global and not address.is_multicast
+
+
+def check_address(address: IPAddress, allow_networks: list[str], host: str = "") -> IPAddress:
+    """The address to connect to, once it may be contacted; else :class:`FetchError` ``forbidden_address``.
 
     Forbidden unless allowed: private, loopback, link-local (cloud metadata 169.254.169.254), multicast, reserved,
-    shared and unspecified addresses, also when written as IPv4-mapped IPv6.
+    shared and unspecified addresses, also when written as IPv4-mapped IPv6. An IPv6 address that embeds an IPv4
+    address for translation (:func:`embedded_ipv4`) is forbidden unless that IPv4 address is public too: an allow
+    entry names an address that is contacted, never one a translator would reach on our behalf.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise FetchError("bad_url", f"scheme '{parts.scheme}' is not http(s)")
-    host = parts.hostname
-    if not host:
-        raise FetchError("bad_url", "no host")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise FetchError("bad_url", "bad port") from None
-    try:
-        addresses = {ipaddress.ip_address(host)}
-    except ValueError:
+    effective = contacted(address)
+    if not (any(effective in net for net in _networks(allow_networks)) or _is_public(effective)):
+        raise FetchError("forbidden_address", f"{host or effective} resolves to non-public address {effective}")
+    for inner in embedded_ipv4(effective):
+        if not _is_public(inner):
+            raise FetchError("forbidden_address",
+                             f"{host or effective} resolves to {effective}, which embeds non-public address {inner}")
+    return effective
+
+
+def resolve_target(target: Target, allow_networks: list[str]) -> Target:
+    """Resolve the target's host once (``socket.getaddrinfo``, skipped for an IP), check every address and return
+    the target with ``address`` set to the first one: the connection goes there, so a DNS answer that changes
+    afterwards (rebinding) is never used."""
+    if target.is_ip:
+        addresses = [ipaddress.ip_address(target.address)]
+    else:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise FetchError("dns_error", f"{host}: {exc.strerror}") from None
-        addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
-    allowed = _networks(allow_networks)
-    for address in addresses:
-        mapped = getattr(address, "ipv4_mapped", None)
-        effective = mapped or address
-        if any(effective in net for net in allowed):
-            continue
-        if not effective.is_global or effective.is_multicast:
-            raise FetchError("forbidden_address", f"{host} resolves to non-public address {effective}")
+            raise FetchError("dns_error", f"{target.host}: {exc.strerror}") from None
+        except UnicodeError:
+            raise _bad(f"bad host '{target.host}'") from None
+        addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
+        if not addresses:
+            raise FetchError("dns_error", f"{target.host}: no address")
+    checked = [check_address(address, allow_networks, target.host) for address in addresses]
+    return replace(target, address=str(checked[0]))
+
+
+def check_url_allowed(url: str, allow_networks: list[str]) -> Target:
+    """Parse, resolve and check a URL (:func:`parse_target`, :func:`resolve_target`): the :class:`Target` to connect
+    to, or :class:`FetchError` ``bad_url`` / ``forbidden_address`` / ``dns_error``."""
+    return resolve_target(parse_target(url), allow_networks)
 
 
 # -- politeness ------------------------------------------------------------------------------------------------
@@ -307,10 +532,10 @@ class Fetcher:
     def __init__(self, settings: FetchSettings, limiter: HostLimiter | None = None):
         self.settings = settings
         self.limiter = limiter or shared_limiter(settings)
-        self._pool = urllib3.PoolManager(
+        self._headers = {"User-Agent": settings.user_agent, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
+        self._pool = urllib3.PoolManager(  # pools keyed by checked IP, port and (https) server name
             num_pools=64, maxsize=max(4, settings.per_host_concurrency), block=False, retries=False,
-            ca_certs=certifi.where(),
-            headers={"User-Agent": settings.user_agent, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"},
+            ca_certs=certifi.where(), headers=self._headers,
         )
 
     def retry_policy(self, deadline: float = math.inf) -> Retry:
@@ -327,29 +552,34 @@ class Fetcher:
     def fetch(self, url: str, accept: tuple[str, ...] | None = None) -> FetchResult:
         """GET ``url`` within the limits; ``accept`` lists allowed Content-Type prefixes (checked before the body).
 
+        Each hop (the URL and every redirect) is parsed once, resolved once and checked (:func:`check_url_allowed`),
+        and the connection goes to the checked IP address. ``total_timeout_s`` counts only time spent holding the
+        host's slot: waiting behind other fetches of the same host does not use it up.
+
         Raises :class:`FetchError` with a reason code: forbidden_address, bad_url, dns_error, network_unreachable,
         too_many_redirects, http_<code>, connect_error, connect_timeout, timeout, timeout_total, too_large,
         content_type. :attr:`FetchError.retryable` tells whether a later attempt can succeed.
         """
         s = self.settings
-        deadline = time.monotonic() + s.total_timeout_s
-        retries = self.retry_policy(deadline)
+        left_s = s.total_timeout_s
+        retries = self.retry_policy()
         current = url
         for _hop in range(s.max_redirects + 1):
-            check_url_allowed(current, s.allow_networks)
-            host = urlsplit(current).netloc
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            target = check_url_allowed(current, s.allow_networks)
+            if left_s <= 0:
                 raise FetchError("timeout_total", f"over {s.total_timeout_s:g} s")
             # the slot is held through urllib3's retry waits: a host that asked us to wait gets no other request
-            with self.limiter.slot(host):
-                response = self._get(current, deadline, retries)
+            with self.limiter.slot(target.host_key):
+                started = time.monotonic()
+                deadline = started + left_s  # the clock runs from here: queueing for the slot is not counted
+                retries.deadline = deadline
+                response = self._get(target, deadline, retries)
                 complete = False
                 try:
                     retries = response.retries or retries
                     location = response.get_redirect_location()
                     if location:
-                        current = urljoin(current, location)
+                        current = urljoin(target.url, location)
                         continue
                     code = response.status
                     if code >= 400:
@@ -363,19 +593,26 @@ class Fetcher:
                         raise FetchError("content_type", content_type)
                     content = self._read_body(response, deadline)
                     complete = True
-                    return FetchResult(url, current, code, content_type, content, dict(response.headers))
+                    return FetchResult(url, target.url, code, content_type, content, dict(response.headers))
                 finally:
                     if not complete:  # never drain an unwanted body (it may be huge or dripping): drop the connection
                         response.close()
                     response.release_conn()
+                    left_s -= time.monotonic() - started
         raise FetchError("too_many_redirects", f"more than {s.max_redirects}")
 
-    def _get(self, url: str, deadline: float, retries: Retry) -> urllib3.BaseHTTPResponse:
+    def _get(self, target: Target, deadline: float, retries: Retry) -> urllib3.BaseHTTPResponse:
+        """One GET (with urllib3's retries) to the target's checked address; the name goes in ``Host`` and, for
+        https, in the TLS server name and certificate check."""
         s = self.settings
         timeout = _DeadlineTimeout(s.connect_timeout_s, s.read_timeout_s, deadline)
+        tls = {"server_hostname": target.host, "assert_hostname": target.host} if (
+            target.scheme == "https" and not target.is_ip) else None
+        headers = {**self._headers, "Host": target.host_header}
         try:
-            return self._pool.request("GET", url, preload_content=False, redirect=False, retries=retries,
-                                      timeout=timeout)
+            pool = self._pool.connection_from_host(target.address, target.port, target.scheme, pool_kwargs=tls)
+            return pool.urlopen("GET", target.request_uri, headers=headers, preload_content=False, redirect=False,
+                                retries=retries, timeout=timeout, assert_same_host=False, release_conn=False)
         except _OutOfTime as exc:
             raise exc.last from None
         except http_errors.MaxRetryError as exc:

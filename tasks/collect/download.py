@@ -39,15 +39,52 @@ class SeenImages:
             return True
 
 
-def _read_local(url: str, max_bytes: int) -> bytes:
-    path = Path(unquote(urlsplit(url).path))
+LOCAL_ENGINE = "folder"
+"""The only source whose candidates may be read from local disk (``file://`` URLs below its folder)."""
+_READ_CHUNK_BYTES = 1024 * 1024
+
+
+def read_local(url: str, folder: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a ``file://`` URL of the local-folder source: a regular file below ``folder`` (after following
+    symlinks), at most ``max_bytes``, read in chunks so the cap holds even if the file grows.
+
+    Raises :class:`FetchError`: ``bad_url`` (not a local file URL, or outside the folder), ``not_a_file`` (a FIFO,
+    device, socket or directory), ``too_large``, ``unreadable_file``.
+    """
+    import os
+    import stat
+
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise FetchError("bad_url", "not a local file URL")
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise FetchError("too_large", f"{size} bytes")
-        return path.read_bytes()
+        base = Path(folder).resolve(strict=True)
+        path = Path(unquote(parts.path)).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # missing, or a symlink loop
+        raise FetchError("unreadable_file", getattr(exc, "strerror", None) or str(exc)) from None
+    if not path.is_relative_to(base):
+        raise FetchError("bad_url", f"{path} is outside the image folder {base}")
+    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: no symlink swapped in since resolve
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise FetchError("unreadable_file", exc.strerror or str(exc)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FetchError("not_a_file", f"{path} is not a regular file")
+        raise FetchError("too_large", f"{info.st_size} bytes > {max_bytes}")
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        chunks, size = [], 0
+        try:
+            while chunk := handle.read(min(_READ_CHUNK_BYTES, max_bytes + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError("too_large", f"over {max_bytes} bytes")
+        except OSError as exc:
+            raise FetchError("unreadable_file", exc.strerror or str(exc)) from None
+    return b"".join(chunks)
 
 
 def download_one(candidate: Candidate, root: DataRoot, fetcher: Fetcher, validation: ValidationSettings) -> ImageRecord:
@@ -58,9 +95,10 @@ def download_one(candidate: Candidate, root: DataRoot, fetcher: Fetcher, validat
     )
     rejected_id = f"url:{candidate.url_hash}"
     try:
-        if candidate.url.startswith("file://"):
-            data = _read_local(candidate.url, fetcher.settings.max_bytes)
-        else:
+        if candidate.engine == LOCAL_ENGINE:  # its query is the folder; every other source goes through the guard
+            data = read_local(candidate.url, candidate.query, fetcher.settings.max_bytes)
+        else:  # a file:, ftp:, gopher: ... URL from a page or a URL list is a bad_url row
+
             data = fetcher.fetch(candidate.url, accept=IMAGE_TYPES).content
     except FetchError as exc:
         return ImageRecord(image_id=rejected_id, fetched_at=utcnow(), status=f"rejected:{exc.reason}",
@@ -133,7 +171,7 @@ def download_processes(candidates: list[Candidate], root: DataRoot, fetch: Fetch
             future.cancel()
 
 
-DOWNLOAD_PRELOAD = ("sufra.tasks.collect.download", "sufra.utils.jpeg", "sufra.schemas.tables", "sufra.core.store", "PIL.Image", "simplejpeg", "urllib3")
+DOWNLOAD_PRELOAD = ("sufra.tasks.collect.download", "sufra.utils.jpeg", "sufra.schemas.tables", "sufra.core.store", "PIL.Image", "simplejpeg", "urllib3", "idna")
 
 
 def download_many(candidates: list[Candidate], root: DataRoot, fetch: FetchSettings, validation: ValidationSettings,

@@ -251,7 +251,11 @@ class _FlickrEngine(IcrawlerEngine):
 
 # -- sources without a search engine ---------------------------------------------------------------------------
 def read_url_list(path: str | Path) -> list[Discovered]:
-    """One URL per line (``#`` comments and blank lines skipped); optional tab-separated page URL and licence."""
+    """One URL per line (``#`` comments and blank lines skipped); optional tab-separated page URL and licence.
+
+    URLs are kept as written: one that is not http(s) (``file:``, ``ftp:``, ``gopher:`` ...) becomes a ``bad_url``
+    row at download, never a local read (only the folder source reads local files).
+    """
     out = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         line = line.strip()
@@ -266,9 +270,23 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 
 
 def list_folder(path: str | Path) -> list[Discovered]:
-    """Every image file below a local folder, as ``file://`` URLs (read from disk, never over the network)."""
-    root = Path(path)
-    return [Discovered(p.resolve().as_uri()) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    """Every image file below a local folder, as ``file://`` URLs (read from disk, never over the network).
+
+    Regular files only, and only those that stay below the folder once symlinks are followed (no FIFO, device or
+    link to elsewhere); the download checks the same again when it reads (``download.read_local``).
+    """
+    root = Path(path).resolve()
+    found = []
+    for p in sorted(Path(path).rglob("*")):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            real = p.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if real.is_relative_to(root) and real.is_file():  # is_file: a regular file (FIFOs and devices are not)
+            found.append(Discovered(real.as_uri()))
+    return found
 
 
 Source = Callable[[str, int], list[Discovered]]
