@@ -8,12 +8,32 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
+
 BIN = Path(sys.executable).parent
+
+
+def row_counts(data: Path) -> dict[str, int]:
+    """Rows ever written (every part, not only the latest per key) of the tables a re-run must not grow."""
+    from sufra.schemas.tables import CANDIDATES, DUPLICATES, IMAGES
+
+    from sufra.core.store import DataRoot
+
+    root = DataRoot(data)
+    return {t.name: root.read_table(t, "egypt", latest=False).num_rows for t in (CANDIDATES, IMAGES, DUPLICATES)}
+
+
+def test_a_taken_demo_port_is_a_one_line_error():
+    from sufra.app.devserver import EngineServer, PortInUseError
+
+    with EngineServer(port=free_port()) as first:
+        with pytest.raises(PortInUseError, match=rf"^port {first.port} on 127.0.0.1 is already in use .*SUFRA_DEMO_PORT"):
+            EngineServer(port=first.port)
 
 
 @pytest.mark.slow
 def test_demo_end_to_end_then_predict(tmp_path):
-    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1", SUFRA_DEMO_PORT=str(free_port()))
     data = tmp_path / "demo"
     proc = subprocess.run([str(BIN / "sufra"), "demo", "--data-root", str(data), "--per-dish", "5"], env=env,
                           capture_output=True, text=True, timeout=900)
@@ -23,6 +43,8 @@ def test_demo_end_to_end_then_predict(tmp_path):
     export = data / "exports" / "egypt" / "demo"
     assert counts["export"]["images"] > 0 and (export / "report.html").exists() and (export / "README.md").exists()
     assert counts["collect"]["ok"] == counts["served_images"] == 35
+    rows = row_counts(data)
+    assert rows["candidates"] == rows["images"] == 35 and rows["duplicates"] > 0
     assert counts["curate"]["dropped"] >= 5  # the planted near-duplicates (two resized copies per dish)
     evaluation = counts["train"]["evaluate"]
     checkpoint = counts["train"]["train"]["checkpoint"]
@@ -53,5 +75,7 @@ def test_demo_end_to_end_then_predict(tmp_path):
     assert (tmp_path / "drawn" / f"{image.stem}-pred.png").exists()
     again = subprocess.run([str(BIN / "sufra"), "demo", "--data-root", str(data), "--per-dish", "5", "--no-train"],
                            env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
     counts2 = json.loads(again.stdout.strip().splitlines()[-1])
+    assert row_counts(data) == rows  # same port, same image URLs: the re-run adds no candidate, image or duplicate
     assert counts2["collect"].get("ok", 0) == 0 and counts2["annotate"]["images"] == 0  # everything was done already

@@ -8,6 +8,7 @@ Only ever binds loopback addresses.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import html
 import io
@@ -22,6 +23,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from sufra.core.errors import SufraError
 
 BAD_KINDS = (
     "truncated", "zero", "html", "svg", "bomb", "huge", "loop", "forbidden", "notfound", "error500", "ratelimited",
@@ -109,6 +112,10 @@ def baidu_encrypt(url: str) -> str:
     return out.replace(":", "_z2C$q").replace(".", "_z&e3B").replace("/", "AzdH3F")
 
 
+class PortInUseError(SufraError):
+    """The fixed port asked for is taken."""
+
+
 class EngineServer:
     """Threaded loopback server; ``images`` maps a name to (bytes, content type) served at ``/img/<name>.jpg``.
 
@@ -127,7 +134,13 @@ class EngineServer:
         self._ratelimited_seen: set[str] = set()
         self._lock = threading.Lock()
         handler = _make_handler(self)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            if port and exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(f"port {port} on {host} is already in use (another demo running?): stop it or "
+                                     "choose another port (SUFRA_DEMO_PORT)") from None
+            raise
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="engine-server", daemon=True)

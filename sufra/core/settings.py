@@ -29,6 +29,21 @@ class SufraSettings(BaseSettings):
     flickr_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("FLICKR_API_KEY",
                                                                                         "SUFRA_FLICKR_API_KEY"))
     """Flickr API key (engine ``flickr``); never logged."""
+    webhook_url: str | None = None
+    """Where a failed deployment run posts its final state message (JSON ``{"text": ...}``; Slack-compatible)."""
+    gpu_concurrency: int = Field(default=1, ge=1)
+    """Task runs tagged ``gpu`` at once across every run on the Prefect server (``sufra deployments apply``)."""
+    engine_concurrency: dict[str, int] = Field(default_factory=lambda: {"bing": 2, "baidu": 2, "google": 1,
+                                                                        "flickr": 2})
+    """Per search engine: ``engine:<name>``-tagged query tasks at once across all runs (one crawl budget per host)."""
+    data_lock_timeout_s: float = Field(default=6 * 3600, gt=0)
+    """How long a run waits for another run of the same country on the same data root before it fails."""
+    repository: str | None = None
+    """Git URL the deployments' ``git_clone`` pull step clones on the worker (``prefect.yaml``)."""
+    branch: str = "main"
+    """Branch of :attr:`repository` the workers run."""
+    demo_port: int = Field(default=8765, ge=1, le=65535)
+    """Fixed loopback port of the demo's fake search engine: stable image URLs, so a re-run adds no rows."""
 
 
 class LabelStudioEnv(BaseSettings):
