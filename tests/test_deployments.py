@@ -1,5 +1,6 @@
 """Deployments against a real Prefect server: pool, worker, `prefect deploy --all`, `prefect deployment run`."""
 
+import json
 import os
 import signal
 import subprocess
@@ -157,6 +158,26 @@ def test_apply_limits_creates_tag_limits(prefect_server):
     assert limits == {"gpu": 1, "engine:baidu": 2, "engine:bing": 4}
     listing = prefect(prefect_server, "concurrency-limit", "ls").stdout
     assert "gpu" in listing and "engine:bing" in listing
+    # the user's way: `sufra deployments --apply`, limits from SUFRA_* settings
+    env = {**prefect_server, "SUFRA_ENGINE_CONCURRENCY": '{"bing": 5, "flickr": 1}', "SUFRA_GPU_CONCURRENCY": "2"}
+    proc = subprocess.run([str(BIN / "sufra"), "deployments", "--apply"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
+        "concurrency_limits": {"gpu": 2, "engine:bing": 5, "engine:flickr": 1}}
+    with SyncPrefectClient(prefect_server["PREFECT_API_URL"]) as client:
+        limits = {limit.tag: limit.concurrency_limit for limit in client.read_concurrency_limits(limit=50, offset=0)}
+    assert limits["gpu"] == 2 and limits["engine:bing"] == 5 and limits["engine:flickr"] == 1
+
+
+def test_apply_without_a_server_is_one_line(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(tmp_path)}
+    proc = subprocess.run([str(BIN / "sufra"), "deployments", "--apply"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "concurrency limits" in lines[0] and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

@@ -441,16 +441,31 @@ def build(
 def deployments(
     write: Annotated[bool, typer.Option("--write", help="Write prefect.yaml in the current folder.")] = False,
     pool: Annotated[str | None, typer.Option(help="Process work pool name.", show_default=_from("sufra.app.deployments:deployments_yaml.pool"))] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Create or update the gpu and engine:<name> task concurrency limits on the Prefect server (PREFECT_API_URL).")] = False,
 ) -> None:
-    """Print (or write) prefect.yaml: weekly collect and monthly build per country, and the offline demo."""
+    """Print (or write) prefect.yaml: weekly collect and monthly build per country, and the offline demo; --apply
+    sets the concurrency limits the deployments rely on."""
     from sufra.app.deployments import deployments_yaml
 
     text = deployments_yaml(**_given(pool=pool))
     if write:
         Path("prefect.yaml").write_text(text, encoding="utf-8")
         typer.echo("wrote prefect.yaml")
-    else:
+    elif not apply:
         typer.echo(text, nl=False)
+    if apply:
+        _prefect_env(_settings().debug)
+        from prefect import get_client
+
+        from sufra.app.deployments import apply_limits
+
+        try:
+            with get_client(sync_client=True) as client:
+                limits = apply_limits(client)
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the API is one line
+            raise SufraError(f"could not set concurrency limits on the Prefect API: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}; is PREFECT_API_URL set and the server up?") from None
+        typer.echo(json.dumps({"concurrency_limits": limits}))
 
 
 @_command()
