@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from sufra.flows.common import run_manifest
-from sufra.flows.evaluate import benchmark_classes
-from sufra.models.clip_baselines import ClipModel, ClipSpec
-from sufra.tasks.learn.baselines import run_baselines
+from sufra.models.clip_baselines import ClipSpec
+from sufra.tasks.learn.stages import BaselineSettings, baselines_stage
 
 from sufra.core.store import DataRoot
 
@@ -18,14 +14,10 @@ from sufra.core.store import DataRoot
 def baselines(export_path: str, benchmark_set: str = "egypt5", general_set: str = "food101_25",
               clip: ClipSpec | None = None, data_root: str = "./data") -> dict:
     root = DataRoot(data_root)
-    clip = clip or ClipSpec()
+    settings = BaselineSettings(benchmark_set=benchmark_set, general_set=general_set, clip=clip or ClipSpec())
     with run_manifest(root, "baselines", {"export": export_path, "set": benchmark_set, "general": general_set,
-                                          "clip": clip.model_dump()}) as manifest:
-        result = run_baselines(Path(export_path), ClipModel.load(clip), benchmark_classes(benchmark_set),
-                               benchmark_classes(general_set))
-        out = root.working_dir("runs", manifest.run_id)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "baselines.json").write_text(json.dumps(result, indent=1))
+                                          "clip": settings.clip.model_dump()}) as manifest:
+        result = baselines_stage(root, export_path, settings, manifest.run_id).result
         manifest.counts = result
         get_run_logger().info("baselines: %s", result)
     return result

@@ -13,7 +13,7 @@ from sufra.flows.common import run_manifest
 from sufra.flows.curate import curate
 from sufra.flows.export import export
 from sufra.tasks.annotate.instances import AnnotateSettings
-from sufra.tasks.collect.query import CollectSettings
+from sufra.tasks.collect.query import CollectSettings, sweep_temp_files
 from sufra.tasks.curate.dedup import CurateSettings
 from sufra.tasks.export.release import ExportSettings
 
@@ -48,8 +48,6 @@ def build(
     stages = settings.stages
     with run_manifest(root, "build", {"country": country, "dishes": dishes, "review": review, "version": version,
                                       "settings": settings.model_dump()}) as manifest:
-        from sufra.tasks.collect.query import sweep_temp_files
-
         counts: dict = {"temp_files_swept": sweep_temp_files(root, settings.collect.stale_temp_age_s)}
         if "collect" in stages:
             counts["collect"] = collect(country=country, dishes=dishes, data_root=data_root, settings=settings.collect)

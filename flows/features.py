@@ -5,18 +5,17 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sufra.flows.common import progress_bar, run_manifest
-from sufra.tasks.learn.features import FeatureSettings, extract_features
+from sufra.tasks.learn.features import FeatureSettings
+from sufra.tasks.learn.stages import features_stage
 
 from sufra.core.store import DataRoot
 
 
 @task(name="extract-features", cache_policy=NO_CACHE, tags=["gpu"])
 def extract_task(data_root: str, export_path: str, settings: FeatureSettings, show_progress: bool) -> dict:
-    root = DataRoot(data_root)
-    out_root = root.working_dir("features")
     bar = progress_bar(show_progress, "features", "img")
     try:
-        return extract_features(root, export_path, out_root, settings, progress=bar.update if bar else None)
+        return features_stage(DataRoot(data_root), export_path, settings, progress=bar.update if bar else None).counts
     finally:
         if bar:
             bar.close()

@@ -89,3 +89,18 @@ def test_run_ids_sort_by_time_and_are_unique(monkeypatch):
     same_a, same_b, later, earlier = (new_run_id("x") for _ in range(4))
     assert same_a.startswith("20260102T030405-x-") and same_a != same_b  # same second: still distinct
     assert sorted([later, same_a, earlier]) == [earlier, same_a, later]
+
+
+def test_countries_with_lists_partitions_that_hold_a_final_part(data_root):
+    assert data_root.countries_with(SPLITS) == []
+    data_root.write_table(SPLITS, "peru", [dict(split_row("b", "val"), country="peru")], "r")
+    data_root.write_table(SPLITS, "egypt", [split_row("a", "train")], "r")
+    data_root.write_table(IMAGES, "nigeria", [], "r")  # zero rows: nothing written
+    # a killed writer leaves only its temp file in a new partition: no data there (the folder test said yes)
+    folder = data_root.table_dir(SPLITS, "morocco")
+    data_root.fs.makedirs(folder, exist_ok=True)
+    with data_root.fs.open(f"{folder}/.tmp-deadbeef-r-1.parquet", "wb") as fh:
+        fh.write(b"PAR1 truncated")
+    assert data_root.fs.exists(folder)
+    assert data_root.countries_with(SPLITS) == data_root.countries_with("splits") == ["egypt", "peru"]
+    assert data_root.countries_with(IMAGES) == []

@@ -243,6 +243,25 @@ class DataRoot:
             merged = merged.filter(pa.array(keep))
         return merged.select(list(columns)) if columns is not None else merged
 
+    def countries_with(self, table: Table | str) -> list[str]:
+        """Countries (sorted slugs) whose partition of ``table`` holds at least one final part: an empty folder or
+        one with only a killed writer's temp file does not count."""
+        name = table if isinstance(table, str) else table.name
+        base = self.path("tables", name)
+        if not self.fs.exists(base):
+            return []
+        out = []
+        for entry in self.fs.ls(base, detail=False):
+            folder = entry.rstrip("/").rsplit("/", 1)[-1]
+            if not folder.startswith("country="):
+                continue
+            country = folder[len("country="):]
+            parts = [p for p in self.fs.find(f"{base}/{folder}")
+                     if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith(".")]
+            if parts:
+                out.append(country)
+        return sorted(out)
+
     def read_records(self, table: Table, country: str | None = None) -> list[Record]:
         return table.to_records(self.read_table(table, country))
 
