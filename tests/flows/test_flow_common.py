@@ -7,30 +7,13 @@ import threading
 import time
 
 import pytest
-from prefect import flow, tags, task
+from prefect import flow, tags
 from prefect.exceptions import TerminationSignal
 from prefect.task_runners import ThreadPoolTaskRunner
 from sufra.flows.common import DataLockTimeout, data_lock_name, run_manifest, run_shards, table_artifact
 
 from sufra.core.store import DataRoot
-
-
-@task
-def echo(value: int) -> int:
-    return value
-
-
-@flow
-def country_flow(data_root: str, country: str, hold_s: float = 0.0, nested: bool = False) -> dict:
-    root = DataRoot(data_root)
-    with run_manifest(root, "probe", {"country": country}) as manifest:
-        started = time.time()
-        echo(1)
-        if nested:  # build runs collect as a subflow of the same country: the lock must not deadlock
-            country_flow(data_root=data_root, country=country)
-        time.sleep(hold_s)
-        manifest.counts = {"started": started, "ended": time.time()}
-    return manifest.counts
+from tests.support.flows import country_flow
 
 
 def test_task_runs_carry_the_country_tag(tmp_path, prefect_harness):
@@ -195,7 +178,7 @@ def test_failure_hook_posts_the_state_message_to_the_webhook(prefect_harness, we
 
 KILLED_HOLDER = """
 import sys
-from tests.test_flow_common import country_flow
+from tests.support.flows import country_flow
 country_flow(data_root=sys.argv[1], country="peru", hold_s=120)
 """
 
@@ -212,7 +195,7 @@ def test_a_killed_holder_releases_the_lock_at_once(tmp_path, prefect_harness, mo
 
     data = tmp_path / "d"
     env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_HOLDER, str(data)], env=env, cwd=Path(__file__).parents[1],
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_HOLDER, str(data)], env=env, cwd=Path(__file__).resolve().parents[2],
                             start_new_session=True)
     lock = data / ".locks" / "peru.lock"
     deadline = time.monotonic() + 120

@@ -30,7 +30,7 @@ def test_dask_runner_gives_the_same_tables(tmp_path, tiny_models, prefect_harnes
     from sufra.flows.annotate import annotate
     from sufra.flows.curate import curate
 
-    from tests.test_annotate import annotate_settings
+    from tests.support.pipeline import annotate_settings
 
     items = []
     for i in range(24):

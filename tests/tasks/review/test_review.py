@@ -19,9 +19,9 @@ from sufra.core.catalog import load_country
 from sufra.core.errors import SufraError
 from sufra.core.store import DataRoot
 from tests.servers import free_port, wait_for_health
-from tests.test_export import build_dataset
+from tests.support.pipeline import build_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 LS_BIN = Path(os.environ.get("SUFRA_LABEL_STUDIO_BIN", REPO / ".venv" / "label-studio" / "bin" / "label-studio"))
 TOKEN = "sufra0test0legacy0token0123456789"
 

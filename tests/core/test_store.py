@@ -5,12 +5,9 @@ from sufra.schemas import IMAGES, SPLITS
 
 from sufra.core.errors import StoreError
 from sufra.core.store import RunManifest, new_run_id, sha256_hex
+from tests.support.pipeline import split_row
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def split_row(image_id, split, dish="koshari"):
-    return dict(image_id=image_id, country="egypt", dish=dish, split=split, group_id=image_id)
 
 
 def test_images_are_content_addressed(data_root):

@@ -5,19 +5,13 @@ import numpy as np
 import pytest
 from sufra.schemas import DUPLICATES, HASHES, IMAGES, SPLITS
 from sufra.schemas.tables import ImageRecord
-from sufra.tasks.curate.dedup import CurateSettings, dedup_and_split, hash_shard, images_to_hash
+from sufra.tasks.curate.dedup import CurateSettings, images_to_hash
 from sufra.tasks.curate.hashing import DedupSettings, hash_bytes, pack, pair_search
 from sufra.tasks.curate.split import SplitSettings, Unit, assign_splits
 
 from sufra.core.store import DataRoot, utcnow
 from tests.imaging import jpeg, scene, store, transforms
-
-SINGLE = CurateSettings(dedup=DedupSettings(workers=1))
-
-
-def run_curate(root: DataRoot, country: str = "egypt", settings: CurateSettings = SINGLE, run_id: str = "c1"):
-    hash_shard(root, images_to_hash(root, country), settings.dedup, run_id)
-    return dedup_and_split(root, country, settings, run_id)
+from tests.support.pipeline import SINGLE, run_curate
 
 
 def groups_of(root, country="egypt"):

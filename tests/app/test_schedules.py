@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_deployments import prefect, prefect_server, worker  # noqa: F401 - fixture reused, one server per module
+from tests.support.prefect_server import prefect, worker
 
 TICK_FLOW = '''
 from pathlib import Path

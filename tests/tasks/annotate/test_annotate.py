@@ -20,6 +20,7 @@ from sufra.tasks.annotate.postfilter import (
 from sufra.core.errors import ModelUnavailableError, SufraError
 from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
 from tests.imaging import scene
+from tests.support.pipeline import annotate_settings, curated_root
 
 
 def box_mask(h, w, x0, y0, x1, y1):
@@ -242,26 +243,6 @@ def test_missing_weights_fail_fast_with_one_line(monkeypatch, tmp_path):
         build_segmenter(SegmenterSpec(backend="sam", model_type="vit_b", checkpoint=str(tmp_path / "nope.pth")))
     with pytest.raises(SufraError, match="unknown SAM model_type"):
         build_segmenter(SegmenterSpec(backend="sam", model_type="vit_x"))
-
-
-def annotate_settings(tiny_models, **overrides):
-    from sufra.tasks.annotate.instances import AnnotateSettings
-
-    values = dict(detector=tiny_models["detector"], segmenter=tiny_models["sam"], batch_size=4, shard_size=8,
-                  postfilter=PostFilterSettings(min_area_ratio=0.0005))
-    values.update(overrides)
-    return AnnotateSettings(**values)
-
-
-def curated_root(tmp_path, n):
-    from sufra.core.store import DataRoot
-    from tests.imaging import jpeg, store
-    from tests.test_curate import SINGLE, run_curate
-
-    root = DataRoot(tmp_path / "data")
-    store(root, "egypt", [(["koshari", "mahshi"][i % 2], jpeg(scene(1000 + i))) for i in range(n)])
-    run_curate(root, settings=SINGLE)
-    return root
 
 
 @pytest.mark.slow

@@ -146,7 +146,7 @@ def test_feature_cache_end_to_end(tmp_path):
 
     from sufra.core.catalog import load_country
     from sufra.core.store import DataRoot
-    from tests.test_export import build_dataset
+    from tests.support.pipeline import build_dataset
 
     root = DataRoot(tmp_path / "data")
     instances = build_dataset(root, dishes=("koshari", "mahshi"), per_dish=4)
@@ -303,7 +303,7 @@ def test_baselines_on_an_export(tmp_path):
 
     from sufra.core.catalog import load_country
     from sufra.core.store import DataRoot
-    from tests.test_export import build_dataset
+    from tests.support.pipeline import build_dataset
 
     root = DataRoot(tmp_path / "data")
     build_dataset(root, dishes=("koshari", "mahshi", "taameya"), per_dish=6)

@@ -1,6 +1,5 @@
 """Export: COCO (pycocotools, torchvision), Parquet, label maps, multi-label, reproducibility, atomicity, report."""
 
-import datetime as dt
 import filecmp
 import json
 import os
@@ -11,47 +10,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from sufra.schemas import ANNOTATIONS, INSTANCES, REVIEWS, SPLITS
+from sufra.schemas import INSTANCES, REVIEWS
 from sufra.schemas.rle import RLE
-from sufra.schemas.tables import AnnotationRecord, InstanceRecord, ReviewRecord
+from sufra.schemas.tables import InstanceRecord, ReviewRecord
 from sufra.tasks.export.release import ExportSettings, write_export
 
 from sufra.core.catalog import load_country
 from sufra.core.errors import SufraError
 from sufra.core.store import DataRoot
-from tests.imaging import jpeg, scene, store
-from tests.test_curate import SINGLE, run_curate
-
-NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-
-
-def rect(h, w, x0, y0, x1, y1):
-    m = np.zeros((h, w), bool)
-    m[y0:y1, x0:x1] = True
-    return m
-
-
-def build_dataset(root: DataRoot, country="egypt", dishes=("koshari", "mahshi", "taameya"), per_dish=8, seed=0):
-    """Curated images with hand-made instances (two per image: left and right block, overlapping a little)."""
-    items = [(dish, jpeg(scene(seed * 1000 + d * 100 + i))) for d, dish in enumerate(dishes) for i in range(per_dish)]
-    store(root, country, items, run_id=f"collect-{seed}")
-    run_curate(root, country, SINGLE, run_id=f"curate-{seed}")
-    instances, annotations = [], []
-    for split in root.read_records(SPLITS, country):
-        h, w = 240, 320
-        masks = [rect(h, w, 10, 20, 150, 200), rect(h, w, 140, 30, 300, 220)]
-        for n, mask in enumerate(masks):
-            rle = RLE.from_mask(mask)
-            instances.append(InstanceRecord(instance_id=f"{split.image_id[:12]}-{n}", image_id=split.image_id, country=country,
-                                            label=split.dish, phrase=split.dish, bbox=rle.bbox_xywh, box_score=0.9 - 0.1 * n,
-                                            mask=rle, mask_score=0.8 + 0.1 * n, area=rle.area, config_hash="cfg",
-                                            model_versions={"detector": "test"}, created_at=NOW))
-        annotations.append(AnnotationRecord(image_id=split.image_id, country=country, dish=split.dish, split=split.split,
-                                            status="auto_accepted", n_instances=2, width=w, height=h, config_hash="cfg",
-                                            annotated_at=NOW))
-    root.write_table(INSTANCES, country, instances, "annotate")
-    root.write_table(ANNOTATIONS, country, annotations, "annotate")
-    return instances
+from tests.support.pipeline import NOW, build_dataset, rect
 
 
 @pytest.fixture

@@ -272,7 +272,7 @@ def test_stage_tables_hold_the_pipeline(before, settings):
 def test_export_all_asks_the_store(tmp_path):
     """``all`` is the catalog's countries with a final splits part: a partition holding only a killed writer's temp
     file, or a slug outside the catalog, is not a country to export (the old folder test took the first)."""
-    from tests.test_store import split_row
+    from tests.support.pipeline import split_row
 
     root = DataRoot(tmp_path / "data")
     root.write_table(TABLES["splits"], "egypt", [split_row("a", "train")], "r")
@@ -286,7 +286,7 @@ def test_export_all_asks_the_store(tmp_path):
         export_stage.export_countries(DataRoot(tmp_path / "empty"), "all")
 
 
-FLOWS = sorted((Path(__file__).parent.parent / "flows").glob("*.py"))
+FLOWS = sorted((Path(__file__).resolve().parents[2] / "flows").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", FLOWS, ids=[p.stem for p in FLOWS])
