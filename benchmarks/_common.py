@@ -21,11 +21,11 @@ _SMOKE_DIR: Path | None = None
 
 
 def smoke_photos(count: int = 6) -> list[Path]:
-    """Tiny generated scenes (tests.imaging) in a temp folder: what ``--smoke`` runs use (never ../shared)."""
+    """Tiny generated scenes (tests.support.imaging) in a temp folder: what ``--smoke`` runs use (never ../shared)."""
     global _SMOKE_DIR
     import tempfile
 
-    from tests.imaging import jpeg, scene
+    from tests.support.imaging import jpeg, scene
 
     if _SMOKE_DIR is None:
         _SMOKE_DIR = Path(tempfile.mkdtemp(prefix="sufra-smoke-"))

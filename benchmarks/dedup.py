@@ -43,7 +43,7 @@ def build_transform_set(folder: Path, n_transformed: int = 300, smoke: bool = Fa
     """Write originals and transformed copies as JPEG files; returns files and copy name -> original name."""
     from PIL import Image
 
-    from tests.imaging import jpeg, transforms
+    from tests.support.imaging import jpeg, transforms
 
     if folder.exists():
         shutil.rmtree(folder)

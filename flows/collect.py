@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sufra.flows.common import progress_bar, run_manifest, table_artifact
+from sufra.flows.common import permanent_failure, progress_bar, run_manifest, table_artifact
 from sufra.schemas.tables import ImageRecord
 from sufra.tasks.collect import stage
 from sufra.tasks.collect.download import SeenImages
 from sufra.tasks.collect.query import CollectSettings, QuerySpec, retry_engine_errors
 
+from sufra.core.errors import PermanentError
 from sufra.core.store import DataRoot
 
 
@@ -19,10 +20,17 @@ from sufra.core.store import DataRoot
       cache_policy=NO_CACHE, task_run_name="{spec.engine}:{spec.dish}:{spec.query}")
 def collect_query_task(spec: QuerySpec, data_root: str, settings: CollectSettings, run_id: str,
                        seen: SeenImages | None = None,
-                       on_image: Callable[[ImageRecord], None] | None = None) -> dict[str, int]:
+                       on_image: Callable[[ImageRecord], None] | None = None) -> stage.QueryOutcome:
     """One (dish, query, engine). ``seen`` is made per run by the flow and passed in (a payload found by two
-    queries is stored once on the thread runner); on a distributed runner each worker gets its own copy."""
-    return stage.collect_query(spec, DataRoot(data_root), settings, run_id, seen=seen, on_image=on_image)
+    queries is stored once on the thread runner); on a distributed runner each worker gets its own copy.
+    An error no retry can fix ends the query at once as an outcome with one WARNING line (no retry, no
+    traceback: the flow decides whether the run goes on); others raise, so Prefect retries them."""
+    try:
+        counts = stage.collect_query(spec, DataRoot(data_root), settings, run_id, seen=seen, on_image=on_image)
+    except PermanentError as exc:
+        get_run_logger().warning("query not possible: %s", exc)
+        return stage.QueryOutcome(spec, error=exc)
+    return stage.QueryOutcome(spec, counts=counts)
 
 
 @flow(name="collect", log_prints=True)
@@ -43,32 +51,35 @@ def collect(
     root = DataRoot(data_root)
     specs = stage.plan(country, dishes, settings)
     logger = get_run_logger()
-    with run_manifest(root, "collect", {"country": country, "dishes": dishes, "settings": settings.model_dump()}) as manifest:
-        swept, seen = stage.start(root, country, settings)
-        bar = progress_bar(show_progress, f"collect {country}", "img", len(specs) * settings.max_per_query)
-        on_image = (lambda row: bar.update(1)) if bar is not None else None
+    try:
+        with run_manifest(root, "collect", {"country": country, "dishes": dishes, "settings": settings.model_dump()}) as manifest:
+            swept, seen = stage.start(root, country, settings)
+            bar = progress_bar(show_progress, f"collect {country}", "img", len(specs) * settings.max_per_query)
+            on_image = (lambda row: bar.update(1)) if bar is not None else None
 
-        def execute(batch: list[QuerySpec]) -> list[stage.QueryOutcome]:
-            futures = [collect_query_task.with_options(tags=[f"engine:{spec.engine}"]).submit(
-                spec, data_root, settings, manifest.run_id, seen, on_image) for spec in batch]
-            outcomes = []
-            for spec, future in zip(batch, futures, strict=True):
-                try:
-                    outcomes.append(stage.QueryOutcome(spec, counts=future.result()))
-                except Exception as exc:  # one engine failing must not lose the other queries' work
-                    outcomes.append(stage.QueryOutcome(spec, error=exc))
-                    logger.error("query failed after retries: %s: %s", spec.query, exc)
-            return outcomes
+            def execute(batch: list[QuerySpec]) -> list[stage.QueryOutcome]:
+                futures = [collect_query_task.with_options(tags=[f"engine:{spec.engine}"]).submit(
+                    spec, data_root, settings, manifest.run_id, seen, on_image) for spec in batch]
+                outcomes = []
+                for spec, future in zip(batch, futures, strict=True):
+                    try:
+                        outcomes.append(future.result())
+                    except Exception as exc:  # one engine failing must not lose the other queries' work
+                        outcomes.append(stage.QueryOutcome(spec, error=exc))
+                        logger.error("query failed after retries: %s: %s", spec.query, exc)
+                return outcomes
 
-        try:
-            outcomes, skipped = stage.run_queries(specs, execute)
-        finally:
-            if bar is not None:
-                bar.close()
-        result = stage.summarize(outcomes, swept, skipped)
-        manifest.counts = result.counts
-        table_artifact(f"collect-{country}".replace("_", "-"), result.per_query,
-                       f"collect {country}: counts per query and status")
-        logger.info("collect %s: %s", country, result.counts)
-        result.raise_if_all_failed()
+            try:
+                outcomes, skipped = stage.run_queries(specs, execute)
+            finally:
+                if bar is not None:
+                    bar.close()
+            result = stage.summarize(outcomes, swept, skipped)
+            manifest.counts = result.counts
+            table_artifact(f"collect-{country}".replace("_", "-"), result.per_query,
+                           f"collect {country}: counts per query and status")
+            logger.info("collect %s: %s", country, result.counts)
+            result.raise_if_all_failed()
+    except PermanentError as exc:  # every engine down for good (no network, DNS, 401/403): one line, no traceback
+        return permanent_failure(exc)
     return manifest.counts

@@ -201,3 +201,16 @@ def progress_bar(show: bool, desc: str, unit: str, total: int | None = None):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def permanent_failure(exc: BaseException):
+    """A flow's end for an error no retry can fix (``PermanentError``: no network, a name that does not resolve,
+    401/403, missing weights): one ERROR line naming the cause, the traceback at DEBUG only, and a Failed state
+    whose message is that line. The flow returns it; calling the flow still raises ``exc`` itself."""
+    from prefect import get_run_logger
+    from prefect.states import Failed
+
+    logger = get_run_logger()
+    logger.error("%s", exc)
+    logger.debug("traceback of: %s", exc, exc_info=exc)
+    return Failed(message=str(exc), data=exc)

@@ -1,4 +1,4 @@
-"""Records of every table in DESIGN.md. This module is the single source of truth for column names.
+"""Records of every table of the data root (README, "Outputs"). This module is the single source of truth for column names.
 
 Every table has a key (``Table.key``); readers merge append-only parts with "latest record wins" per key.
 Coordinates are pixels; boxes in tables are COCO-style ``[x, y, w, h]``; masks are COCO compressed RLE.
@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sufra.schemas.arrow import arrow_schema, field_converters
 from sufra.schemas.rle import RLE  # the one mask encoding (``instances.mask``), re-exported here
 
-SCHEMA_VERSION = "1.0"
-"""Bumped on any change of a table's columns; written to every Parquet file as ``sufra.schema_version``."""
+SCHEMA_VERSION = "1.1"
+"""Bumped on any change of a table's columns; written to every Parquet file as ``sufra.schema_version``. A minor
+bump only adds optional columns (1.1: ``license_url``, ``creator``, ``attribution`` of candidates and images), so
+parts of the same major version stay readable."""
 SCHEMA_VERSION_KEY = b"sufra.schema_version"
 TABLE_NAME_KEY = b"sufra.table"
 
@@ -34,8 +36,11 @@ class Candidate(Record):
     query: str
     engine: str
     url: str
-    page_url: str | None = None
-    license: str | None = None
+    page_url: str | None = None  # the page the image was found on (landing page)
+    license: str | None = None  # normalised id: cc-by-4.0, cc-by-sa-3.0, cc0-1.0, public-domain, unknown ...
+    license_url: str | None = None
+    creator: str | None = None  # author / artist as the engine names them (plain text)
+    attribution: str | None = None  # attribution text the engine gives (plain text)
     discovered_at: dt.datetime
 
 
@@ -56,8 +61,11 @@ class ImageRecord(Record):
     query: str
     engine: str
     source_url: str | None = None
-    page_url: str | None = None
-    license: str | None = None
+    page_url: str | None = None  # the page the image was found on (landing page)
+    license: str | None = None  # normalised licence id (see Candidate.license)
+    license_url: str | None = None
+    creator: str | None = None
+    attribution: str | None = None
     width: int | None = None
     height: int | None = None
     format: str | None = None  # stored file extension: jpg | png | webp | ...

@@ -114,7 +114,9 @@ app = typer.Typer(
 )
 review_app = typer.Typer(help="Human review in Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).", no_args_is_help=True)
 catalog_app = typer.Typer(help="List and validate the data catalog (dishes, queries, prompts).", no_args_is_help=True)
+engines_app = typer.Typer(help="Search engines: is each one answering as sufra expects?", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(engines_app, name="engines")
 app.add_typer(review_app, name="review")
 
 
@@ -285,7 +287,7 @@ def _echo_json(value: Any) -> None:
 def collect(
     country: CountryOpt = None,
     dish: DishesOpt = None,
-    engine: Annotated[list[str] | None, typer.Option("--engine", "-e", help="bing, baidu, google, flickr, urllist, folder (repeatable).", show_default=_from(COLLECT + "engines"))] = None,
+    engine: Annotated[list[str] | None, typer.Option("--engine", "-e", help="commons, openverse, bing, flickr, baidu, urllist, folder (repeatable; `sufra engines check` tests them).", show_default=_from(COLLECT + "engines"))] = None,
     max_per_query: Annotated[int | None, typer.Option(min=1, help="Images to discover per (dish, query, engine).", show_default=_from(COLLECT + "max_per_query"))] = None,
     threads: Annotated[int | None, typer.Option(min=1, max=256, help="Download threads per query.", show_default=_from(COLLECT + "threads"))] = None,
     base_url: Annotated[list[str] | None, typer.Option(help="ENGINE=URL: point an engine at another host (mirrors, tests).")] = None,
@@ -313,6 +315,24 @@ def collect(
 
     _echo_json(collect_flow(country=country, dishes=dish, data_root=settings.data_root, settings=collect_settings,
                             show_progress=True))
+
+
+@_command(engines_app, "check")
+def engines_check(
+    engine: Annotated[list[str] | None, typer.Option("--engine", "-e", help="Engines to check (repeatable).", show_default=_from("sufra.tasks.collect.engines.health:check_engines.names"))] = None,
+    query: Annotated[str | None, typer.Option(help="The query each engine runs.", show_default=_from("sufra.tasks.collect.engines.health:check_engines.query"))] = None,
+    base_url: Annotated[list[str] | None, typer.Option(help="ENGINE=URL: point an engine at another host (mirrors, tests).")] = None,
+    allow_network: Annotated[list[str] | None, typer.Option(help="IP or CIDR that may be contacted although private/loopback.")] = None,
+) -> None:
+    """Run one query per engine and print a health table (exit 1 when an engine is down or failing)."""
+    from sufra.tasks.collect.engines import check_engines, health_table, raise_if_unhealthy
+    from sufra.utils.http import Fetcher, FetchSettings
+
+    fetch = _validated(FetchSettings, _given(allow_networks=allow_network), {"allow_networks": "--allow-network"})
+    rows = check_engines(**_given(names=engine, query=query), fetcher=Fetcher(fetch),
+                         base_urls=_parse_pairs(base_url, "--base-url"))
+    typer.echo(health_table(rows))
+    raise_if_unhealthy(rows)
 
 
 @_command()

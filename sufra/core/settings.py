@@ -29,6 +29,9 @@ class SufraSettings(BaseSettings):
     flickr_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("FLICKR_API_KEY",
                                                                                         "SUFRA_FLICKR_API_KEY"))
     """Flickr API key (engine ``flickr``); never logged."""
+    openverse_token: SecretStr | None = None
+    """Openverse access token (``/v1/auth_tokens/token/`` with client credentials): pages of 500 instead of 20;
+    without it the engine is anonymous. Never logged."""
     webhook_url: str | None = None
     """Where a failed deployment run posts its final state message (JSON ``{"text": ...}``; Slack-compatible)."""
     gpu_concurrency: int = Field(default=1, ge=1)

@@ -1,4 +1,4 @@
-"""The data root: content-addressed images, append-only Parquet parts, run manifests (DESIGN.md, "The data root").
+"""The data root: content-addressed images, append-only Parquet parts, run manifests (README, "Outputs").
 
 Every write is atomic: bytes go to a hidden temp name in the target folder, then are renamed. Readers list only
 final names (``*.parquet`` not starting with ``.``), so a part left behind by a killed writer is never read.
@@ -235,6 +235,9 @@ class DataRoot:
                 raise StoreError(
                     f"table part {part} has schema version {version}, this sufra reads {SCHEMA_VERSION}"
                 )
+            for field in table.schema:  # parts written before a column was added: nulls (new columns are optional)
+                if field.name not in piece.column_names and field.nullable:
+                    piece = piece.append_column(field, pa.nulls(piece.num_rows, field.type))
             pieces.append(piece.select(table.columns).cast(table.schema))
         merged = pa.concat_tables(pieces)
         if latest and merged.num_rows:

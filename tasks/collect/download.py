@@ -1,6 +1,7 @@
 """Download candidate URLs into the content-addressed store, validating each payload and recording provenance.
 
-Each URL ends as exactly one ``images`` row: ``ok`` with the stored image's sha256, or ``rejected:<reason>``.
+Each URL ends as exactly one ``images`` row: ``ok`` with the stored image's sha256, or ``rejected:<reason>``; every
+row keeps the candidate's provenance (page URL, licence id and URL, creator, attribution).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def download_one(candidate: Candidate, root: DataRoot, fetcher: Fetcher, validat
     base = dict(
         url_hash=candidate.url_hash, country=candidate.country, dish=candidate.dish, query=candidate.query,
         engine=candidate.engine, source_url=candidate.url, page_url=candidate.page_url, license=candidate.license,
+        license_url=candidate.license_url, creator=candidate.creator, attribution=candidate.attribution,
     )
     rejected_id = f"url:{candidate.url_hash}"
     try:

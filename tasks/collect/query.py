@@ -25,7 +25,7 @@ from sufra.core.errors import NetworkUnavailableError, PermanentError, SufraErro
 from sufra.core.store import DataRoot, sha256_hex, utcnow
 from sufra.utils.http import Fetcher, FetchSettings
 
-WEB_ENGINES = ("bing", "baidu", "google", "flickr")
+WEB_ENGINES = ("commons", "openverse", "bing", "flickr", "baidu", "google")  # google: a one-line "unsupported"
 LOCAL_ENGINES = ("urllist", "folder")
 
 
@@ -135,7 +135,8 @@ def collect_query(spec: QuerySpec, root: DataRoot, settings: CollectSettings, ru
     now = utcnow()
     candidates = [
         Candidate(url_hash=url_hash(d.url), country=spec.country, dish=spec.dish, query=spec.query, engine=spec.engine,
-                  url=d.url, page_url=d.page_url, license=d.license, discovered_at=now)
+                  url=d.url, page_url=d.page_url, license=d.license, license_url=d.license_url, creator=d.creator,
+                  attribution=d.attribution, discovered_at=now)
         for d in found
     ]
     unique = {c.url_hash: c for c in candidates}

@@ -105,6 +105,8 @@ DEFAULTS = [
     ("build", "engine", "sufra.tasks.collect.query", "CollectSettings", "engines"),
     ("build", "data_root", "sufra.core.settings", "SufraSettings", "data_root"),
     ("deployments", "pool", "sufra.app.deployments", "deployments_yaml", "pool"),
+    ("engines check", "engine", "sufra.tasks.collect.engines.health", "check_engines", "names"),
+    ("engines check", "query", "sufra.tasks.collect.engines.health", "check_engines", "query"),
     ("demo", "data_root", "sufra.app.demo", "demo", "data_root"),
     ("demo", "per_dish", "sufra.app.demo", "demo", "per_dish"),
     ("demo", "train", "sufra.app.demo", "demo", "train"),

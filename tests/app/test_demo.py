@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 BIN = Path(sys.executable).parent
 

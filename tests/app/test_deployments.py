@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
 from tests.support.prefect_server import BIN, REPO, prefect, worker
+from tests.support.servers import free_port
 
 
 def test_prefect_yaml_is_generated_from_the_catalog():

@@ -8,7 +8,7 @@ from sufra.tasks.curate.dedup import CurateSettings
 from sufra.tasks.curate.hashing import DedupSettings
 
 from sufra.core.store import DataRoot
-from tests.imaging import jpeg, scene, store, transforms
+from tests.support.imaging import jpeg, scene, store, transforms
 
 
 def snapshot(root: DataRoot) -> dict:

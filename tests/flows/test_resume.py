@@ -12,7 +12,7 @@ import pytest
 from sufra.schemas import DUPLICATES, IMAGES, INSTANCES, SPLITS
 
 from sufra.core.store import DataRoot
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 SCRIPT = """
 import sys

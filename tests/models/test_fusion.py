@@ -279,7 +279,7 @@ def test_clip_zero_shot_with_tiny_random_model():
     from open_clip.transform import image_transform
     from sufra.models.clip_baselines import ClipModel, train_linear_probe, zero_shot_logits
 
-    from tests.imaging import scene
+    from tests.support.imaging import scene
 
     torch.manual_seed(0)
     model = CLIP(embed_dim=32, vision_cfg=CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=16, image_size=64),

@@ -11,7 +11,7 @@ from sufra.tasks.curate.dedup import CurateSettings, dedup_and_split, hash_shard
 from sufra.tasks.curate.hashing import DedupSettings
 
 from sufra.core.store import DataRoot
-from tests.imaging import jpeg, scene, store
+from tests.support.imaging import jpeg, scene, store
 
 SINGLE = CurateSettings(dedup=DedupSettings(workers=1))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, wait_for_health
+from tests.support.servers import free_port, wait_for_health
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

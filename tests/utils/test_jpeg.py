@@ -7,7 +7,7 @@ from PIL import Image
 from sufra.tasks.collect.validate import Rejection, ValidationSettings, validate_image
 
 from sufra.utils.jpeg import decode_scaled, header_size, needs_pillow
-from tests.imaging import jpeg, scene
+from tests.support.imaging import jpeg, scene
 
 
 def with_orientation(image, orientation, endian="<"):

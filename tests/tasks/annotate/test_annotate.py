@@ -19,7 +19,7 @@ from sufra.tasks.annotate.postfilter import (
 
 from sufra.core.errors import ModelUnavailableError, SufraError
 from sufra.utils.masks import mask_to_rle, rle_area, rle_bbox, rle_to_mask
-from tests.imaging import scene
+from tests.support.imaging import scene
 from tests.support.pipeline import annotate_settings, curated_root
 
 

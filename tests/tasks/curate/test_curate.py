@@ -10,7 +10,7 @@ from sufra.tasks.curate.hashing import DedupSettings, hash_bytes, pack, pair_sea
 from sufra.tasks.curate.split import SplitSettings, Unit, assign_splits
 
 from sufra.core.store import DataRoot, utcnow
-from tests.imaging import jpeg, scene, store, transforms
+from tests.support.imaging import jpeg, scene, store, transforms
 from tests.support.pipeline import SINGLE, run_curate
 
 

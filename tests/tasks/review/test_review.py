@@ -18,8 +18,8 @@ from sufra.tasks.review.labelstudio import Client, LabelStudioSettings, brush_ma
 from sufra.core.catalog import load_country
 from sufra.core.errors import SufraError
 from sufra.core.store import DataRoot
-from tests.servers import free_port, wait_for_health
 from tests.support.pipeline import build_dataset
+from tests.support.servers import free_port, wait_for_health
 
 REPO = Path(__file__).resolve().parents[3]
 LS_BIN = Path(os.environ.get("SUFRA_LABEL_STUDIO_BIN", REPO / ".venv" / "label-studio" / "bin" / "label-studio"))
