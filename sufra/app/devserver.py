@@ -1,7 +1,7 @@
 """A local HTTP server shaped like image search engines, for tests, benchmarks and the offline demo.
 
-Serves Bing-like result pages (``/images/async?q=&first=``, parsed by icrawler's BingParser), Baidu-like JSON
-(``/search/acjson?word=&pn=``, parsed by BaiduParser, ``objURL`` encrypted the way Baidu does), generated food-like
+Serves Bing-like result pages (``/images/async?q=&first=``, parsed by sufra's Bing engine), Baidu-like JSON
+(``/search/acjson?word=&pn=``, parsed by sufra's Baidu engine, ``objURL`` encrypted the way Baidu does), generated food-like
 images, and the bad payloads a crawler meets on the web (``/img/<kind>.jpg``; see :data:`BAD_KINDS`).
 Only ever binds loopback addresses.
 """
@@ -106,7 +106,7 @@ _BAIDU_CIPHER = "wkv1ju2it3hs4g5rq6fp7eo8dn9cm0bla"
 
 
 def baidu_encrypt(url: str) -> str:
-    """Inverse of icrawler's BaiduParser._decode_url."""
+    """Inverse of Baidu's objURL obfuscation (decoded by sufra's Baidu engine)."""
     table = str.maketrans(_BAIDU_PLAIN, _BAIDU_CIPHER)
     out = url.translate(table)
     return out.replace(":", "_z2C$q").replace(".", "_z&e3B").replace("/", "AzdH3F")

@@ -382,7 +382,7 @@ def test_result_page_with_local_and_other_scheme_links_gives_bad_url_rows(tmp_pa
     good = f"http://127.0.0.1:{hostile.port}/img.jpg"
     divs = "".join(f'<div class="imgpt"><a class="iusc" href="#" '
                    f'm="{html.escape(json.dumps({"murl": url, "purl": good}, separators=(",", ":")))}">x</a></div>'
-                   for url in links)  # Bing's result-page shape, read by icrawler's BingParser
+                   for url in links)  # Bing's result-page shape, read by sufra's Bing parser
     page = f"<html><body><div id='mmComponent_images_1'>{divs}</div></body></html>".encode()
 
     class Page(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""The collect stage against a local server shaped like Bing and Baidu (icrawler's own parsers run)."""
+"""The collect stage against a local server shaped like Bing and Baidu (sufra's own engine parsers run)."""
 
 import os
 import signal
