@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from sufra.schemas.detections import Detections
 
 from sufra.core.errors import SufraError
+from sufra.core.registry import Registry
 
 
 class DetectorSpec(BaseModel):
@@ -81,19 +82,12 @@ def clip_to_image(det: Detections, width: int, height: int) -> Detections:
     return det.select(keep)
 
 
-DETECTORS: dict[str, Callable[..., Detector]] = {}
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector backend")
 
 
 def register_detector(backend: str) -> Callable[[type], type]:
     """Class decorator: the detector built for ``DetectorSpec(backend=backend)``."""
-
-    def register(cls: type) -> type:
-        if backend in DETECTORS and DETECTORS[backend] is not cls:
-            raise ValueError(f"detector backend '{backend}' is registered twice")
-        DETECTORS[backend] = cls
-        return cls
-
-    return register
+    return DETECTORS.register(backend)
 
 
 @register_detector("transformers")
@@ -210,8 +204,4 @@ class GroundingDinoPackageDetector:
 
 
 def build_detector(spec: DetectorSpec, device: str = "cpu") -> Detector:
-    try:
-        cls = DETECTORS[spec.backend]
-    except KeyError:
-        raise SufraError(f"unknown detector backend '{spec.backend}'; use {', '.join(DETECTORS)}") from None
-    return cls(spec, device)
+    return DETECTORS.lookup(spec.backend)(spec, device)

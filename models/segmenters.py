@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from sufra.schemas.detections import Detections
 
 from sufra.core.errors import SufraError
+from sufra.core.registry import Registry
 
 SEGMENTER_SPEC_FORMS = "sam:MODEL_TYPE[:CHECKPOINT] or sam2:HUB_ID_OR_FOLDER"
 
@@ -51,19 +52,12 @@ class Segmenter(Protocol):
         ...
 
 
-SEGMENTERS: dict[str, Callable[..., Segmenter]] = {}
+SEGMENTERS: Registry[Callable[..., Segmenter]] = Registry("segmenter backend")
 
 
 def register_segmenter(backend: str) -> Callable[[type], type]:
     """Class decorator: the segmenter built for ``SegmenterSpec(backend=backend)``."""
-
-    def register(cls: type) -> type:
-        if backend in SEGMENTERS and SEGMENTERS[backend] is not cls:
-            raise ValueError(f"segmenter backend '{backend}' is registered twice")
-        SEGMENTERS[backend] = cls
-        return cls
-
-    return register
+    return SEGMENTERS.register(backend)
 
 
 def _no_boxes(image: np.ndarray, detections: Detections) -> Detections:
@@ -141,8 +135,4 @@ class Sam2Segmenter:
 
 
 def build_segmenter(spec: SegmenterSpec, device: str = "cpu") -> Segmenter:
-    try:
-        cls = SEGMENTERS[spec.backend]
-    except KeyError:
-        raise SufraError(f"unknown segmenter backend '{spec.backend}'; use {', '.join(SEGMENTERS)}") from None
-    return cls(spec, device)
+    return SEGMENTERS.lookup(spec.backend)(spec, device)

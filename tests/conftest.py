@@ -93,3 +93,53 @@ def tiny_models(tmp_path_factory):
         "sam": save_tiny_sam(folder / "sam_tiny.pth"),
         "sam2": save_tiny_sam2(folder / "sam2"),
     }
+
+
+class ResolverHook:
+    """What :func:`resolver` scripts and saw: ``answers``, lookups per name (``calls``) and in order (``lookups``).
+    Unpacks as ``answers, calls``."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.answers: dict[str, list] = {}
+        self.calls: Counter[str] = Counter()
+        self.lookups: list[str] = []
+
+    def __iter__(self):
+        return iter((self.answers, self.calls))
+
+
+@pytest.fixture
+def resolver(monkeypatch) -> ResolverHook:
+    """A resolver hook (no DNS packet leaves the machine): ``answers[name]`` scripts the answers of successive
+    lookups of ``name`` (the last repeats), each ``None`` (the name does not resolve), an address or a list of
+    addresses; names under ``.invalid`` never resolve; other names go to the real resolver (loopback only)."""
+    import socket
+
+    real = socket.getaddrinfo
+    hook = ResolverHook()
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if str(host).endswith(".invalid") and host not in hook.answers:
+            hook.answers[host] = [None]  # RFC 2606: never a real name
+        if host not in hook.answers:
+            return real(host, port, *args, **kwargs)
+        script = hook.answers[host]
+        answer = script[min(hook.calls[host], len(script) - 1)]
+        hook.calls[host] += 1
+        hook.lookups.append(host)
+        if answer is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        addresses = [answer] if isinstance(answer, str) else answer
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return hook
+
+
+@pytest.fixture
+def no_dns(resolver: ResolverHook) -> list[str]:
+    """Names under ``.invalid`` do not resolve; returns the names looked up, one entry per lookup."""
+    return resolver.lookups

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,6 @@ from sufra.tasks.collect.query import CollectSettings
 
 from sufra.core.errors import NetworkUnavailableError
 from sufra.utils.http import FetchSettings
-
-
-@pytest.fixture
-def no_dns(monkeypatch):
-    """A resolver hook: names under ``.invalid`` do not resolve (no DNS packet leaves the machine)."""
-    real = socket.getaddrinfo
-    asked: list[str] = []
-
-    def getaddrinfo(host, *args, **kwargs):
-        if str(host).endswith(".invalid"):
-            asked.append(str(host))
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return asked
 
 
 def run_logs(flow_run_id) -> list:

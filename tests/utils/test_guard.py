@@ -131,27 +131,6 @@ def tripwire(monkeypatch):
     return connects, outside
 
 
-@pytest.fixture
-def resolver(monkeypatch):
-    """Names in ``answers`` resolve to the listed addresses (all of them, one answer per lookup: the last repeats);
-    every lookup of them is counted. No DNS packet leaves the machine."""
-    real = socket.getaddrinfo
-    answers: dict[str, list[list[str]]] = {}
-    calls: Counter[str] = Counter()
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        n = calls[host]
-        calls[host] += 1
-        script = answers[host]
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                for a in script[min(n, len(script) - 1)]]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return answers, calls
-
-
 def fetcher(**overrides) -> Fetcher:
     values = dict(allow_networks=ALLOWED, backoff_s=0.01, max_retries=1, per_host_requests_per_s=0,
                   total_timeout_s=5, connect_timeout_s=1, read_timeout_s=2)

@@ -235,29 +235,6 @@ def test_redirect_hops_share_the_retry_budget_and_are_each_checked(scripted, can
     assert scripted.requests["/d"] == 2 and scripted.requests["/e"] == 2  # 2 retries for the whole chain
 
 
-@pytest.fixture
-def resolver(monkeypatch):
-    """A resolver hook: names in ``answers`` resolve to the listed loopback answers (one per call, ``None`` = the
-    name does not resolve); every other name goes to the real resolver. No DNS packet leaves the machine."""
-    real = socket.getaddrinfo
-    answers: dict[str, list[str | None]] = {}
-    calls: Counter[str] = Counter()
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        n = calls[host]
-        calls[host] += 1
-        script = answers[host]
-        address = script[min(n, len(script) - 1)]
-        if address is None:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return answers, calls
-
-
 def test_name_that_does_not_resolve_fails_at_once(resolver):
     answers, calls = resolver
     answers["engine.invalid"] = [None]

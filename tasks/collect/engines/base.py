@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from sufra.core.errors import AccessDeniedError, NetworkUnavailableError, PermanentError, SufraError
+from sufra.core.errors import AccessDeniedError, NetworkUnavailableError, PermanentError
+from sufra.core.registry import Registry
 from sufra.utils.http import NO_NETWORK_REASONS, Fetcher, FetchError
 
 PAGE_TYPES = ("text/html", "application/json", "text/plain", "application/javascript", "text/javascript")
@@ -174,7 +175,7 @@ class WebEngine:
         return list(found.values())
 
 
-ENGINES: dict[str, type[WebEngine]] = {}
+ENGINES: Registry[type[WebEngine]] = Registry("engine")
 """Engine name -> class (:func:`register_engine`)."""
 
 
@@ -183,16 +184,12 @@ def register_engine(name: str) -> Callable[[type[WebEngine]], type[WebEngine]]:
 
     def add(cls: type[WebEngine]) -> type[WebEngine]:
         cls.name = name
-        ENGINES[name] = cls
-        return cls
+        return ENGINES.register(name)(cls)
 
     return add
 
 
 def make_engine(name: str, fetcher: Fetcher, base_urls: dict[str, str] | None = None) -> WebEngine:
     """Build a web engine by name (:data:`ENGINES`), its base URL from ``base_urls`` (tests, mirrors) or its own."""
-    cls = ENGINES.get(name)
-    if cls is None:
-        known = ", ".join(sorted(n for n in ENGINES if n != "google"))
-        raise SufraError(f"unknown engine '{name}'; use {known}, urllist or folder")
-    return cls(fetcher, (base_urls or {}).get(name))
+    known = ", ".join(sorted(n for n in ENGINES if n != "google")) + ", urllist or folder"
+    return ENGINES.lookup(name, known)(fetcher, (base_urls or {}).get(name))

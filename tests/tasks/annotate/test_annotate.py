@@ -417,7 +417,7 @@ def test_backends_are_registered_and_unknown_ones_named():
 def test_a_registered_segmenter_is_built_from_its_spec(monkeypatch):
     from sufra.models import segmenters
 
-    monkeypatch.setattr(segmenters, "SEGMENTERS", dict(segmenters.SEGMENTERS))
+    monkeypatch.setattr(segmenters, "SEGMENTERS", segmenters.SEGMENTERS.copy())
 
     @segmenters.register_segmenter("everything")
     class Everything:

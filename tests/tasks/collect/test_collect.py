@@ -260,24 +260,6 @@ def status_server():
     httpd.server_close()
 
 
-@pytest.fixture
-def no_dns(monkeypatch):
-    """A resolver hook: names ending in ``.invalid`` do not resolve (no DNS packet leaves the machine)."""
-    import socket
-
-    real = socket.getaddrinfo
-    asked = []
-
-    def getaddrinfo(host, *args, **kwargs):
-        if str(host).endswith(".invalid"):
-            asked.append(host)
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return asked
-
-
 def test_engine_host_that_does_not_resolve_fails_at_once_and_is_not_retried(no_dns, tmp_path):
     from sufra.tasks.collect.engines import EngineUnreachableError
     from sufra.tasks.collect.query import retry_engine_errors
