@@ -3,6 +3,8 @@
 import json
 import os
 import subprocess
+import sys
+import time
 from datetime import UTC
 from pathlib import Path
 
@@ -177,3 +179,48 @@ def test_serve_on_one_machine_has_the_same_deployments_and_schedules(monkeypatch
     from sufra.app import deployments
 
     assert notify_failure in deployments.collect.on_failure_hooks and deployments.build.name == "build"
+
+
+GPU_FLOW = """
+import sys
+import time
+from prefect import flow, task
+
+@task(tags=["gpu"])
+def infer(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+@flow
+def shard_run() -> float:
+    time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # both runs reach their gpu task together
+    return infer(4.0)
+
+shard_run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.prefect_server
+def test_overlapping_runs_never_run_gpu_tasks_at_once(prefect_server, tmp_path):
+    """Two runs started together on the server; the `gpu` limit (1) serialises their gpu-tagged tasks: the task
+    runs' start/end times from the API do not overlap."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterTags
+
+    from sufra.app.deployments import apply_limits
+    from sufra.core.settings import SufraSettings
+
+    with SyncPrefectClient(prefect_server["PREFECT_API_URL"]) as client:
+        apply_limits(client, SufraSettings(gpu_concurrency=1, engine_concurrency={}))
+    start_at = str(time.time() + 40)  # after both processes have imported Prefect and started their runs
+    runs = [subprocess.Popen([sys.executable, "-c", GPU_FLOW, start_at], env=prefect_server, cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read().decode()[-2000:]
+    with SyncPrefectClient(prefect_server["PREFECT_API_URL"]) as client:
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(tags=TaskRunFilterTags(all_=["gpu"])))
+    spans = sorted((t.start_time, t.end_time) for t in tasks if t.state and t.state.is_completed())
+    assert len(spans) == 2
+    (_, first_end), (second_start, _) = spans
+    assert second_start >= first_end, spans  # queued behind the first, never side by side
