@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from sufra.schemas import INSTANCES, REVIEWS
+from sufra.schemas import INSTANCES, REVIEWS, SCHEMA_VERSION
 from sufra.schemas.rle import RLE
 from sufra.schemas.tables import InstanceRecord, ReviewRecord
 from sufra.tasks.export.release import ExportSettings, write_export
@@ -68,7 +68,7 @@ def test_parquet_reads_back_equal_to_the_tables(exported):
     table = pq.read_table(path / "instances.parquet")
     assert sorted(table["instance_id"].to_pylist()) == sorted(i.instance_id for i in instances)
     assert INSTANCES.to_records(table) == sorted(instances, key=lambda i: (i.image_id, i.instance_id))
-    assert table.schema.metadata[b"sufra.schema_version"] == b"1.0" and b"sufra.catalog_hash" in table.schema.metadata
+    assert table.schema.metadata[b"sufra.schema_version"] == SCHEMA_VERSION.encode() == b"1.1" and b"sufra.catalog_hash" in table.schema.metadata
     assert ds.dataset(str(path / "splits.parquet")).to_table().num_rows == len(selection.images)
     import pandas as pd
 
