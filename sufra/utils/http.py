@@ -529,14 +529,23 @@ class Fetcher:
     per-request session machinery: ~0.4 ms less per image). Connections are kept alive and reused once a body was
     read in full; no cookies are kept and no proxy is taken from the environment."""
 
-    def __init__(self, settings: FetchSettings, limiter: HostLimiter | None = None):
+    def __init__(self, settings: FetchSettings, limiter: HostLimiter | None = None,
+                 headers: dict[str, str] | None = None):
+        """``headers``: sent with every request on top of User-Agent, Accept and Accept-Encoding (an API token,
+        a browser's Accept-Language, session cookies)."""
         self.settings = settings
         self.limiter = limiter or shared_limiter(settings)
-        self._headers = {"User-Agent": settings.user_agent, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
+        self._headers = {"User-Agent": settings.user_agent, "Accept": "*/*", "Accept-Encoding": "gzip, deflate",
+                         **(headers or {})}
         self._pool = urllib3.PoolManager(  # pools keyed by checked IP, port and (https) server name
             num_pools=64, maxsize=max(4, settings.per_host_concurrency), block=False, retries=False,
             ca_certs=certifi.where(), headers=self._headers,
         )
+
+    def with_headers(self, headers: dict[str, str]) -> Fetcher:
+        """A fetcher with the same settings and per-host limiter that also sends ``headers`` (they win over this
+        fetcher's own)."""
+        return Fetcher(self.settings, self.limiter, {**self._headers, **headers})
 
     def retry_policy(self, deadline: float = math.inf) -> Retry:
         """The urllib3 ``Retry`` of one fetch: ``max_retries`` for connect, read and status failures alike,

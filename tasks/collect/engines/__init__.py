@@ -16,7 +16,6 @@ from sufra.tasks.collect.engines.base import (
     EngineError,
     EngineUnavailableError,
     EngineUnreachableError,
-    HeaderFetcher,
     ParsedPage,
     WebEngine,
     engine_error,
@@ -35,7 +34,7 @@ from sufra.tasks.collect.engines.local import IMAGE_SUFFIXES, Source, list_folde
 
 __all__ = [
     "ENGINES", "IMAGE_SUFFIXES", "OPEN_LICENCES", "PAGE_TYPES", "Discovered", "EngineAccessDeniedError", "EngineError",
-    "EngineHealthRow", "EnginesDownError", "EngineUnavailableError", "EngineUnreachableError", "HeaderFetcher", "ParsedPage", "Source",
+    "EngineHealthRow", "EnginesDownError", "EngineUnavailableError", "EngineUnreachableError", "ParsedPage", "Source",
     "WebEngine", "check_engines", "engine_error", "health_table", "is_open_licence", "list_folder", "make_engine",
     "normalise_licence", "raise_if_unhealthy", "read_url_list", "register_engine",
 ]

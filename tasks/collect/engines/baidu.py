@@ -15,7 +15,6 @@ import re
 from sufra.tasks.collect.engines.base import (
     Discovered,
     EngineAccessDeniedError,
-    HeaderFetcher,
     ParsedPage,
     WebEngine,
     engine_error,
@@ -58,14 +57,14 @@ class BaiduEngine(WebEngine):
         home = f"{self.base_url}/"
         headers = dict(BROWSER_HEADERS, Referer=home)
         try:
-            response = HeaderFetcher(self.fetcher, headers).fetch(home)
+            response = self.fetcher.with_headers(headers).fetch(home)
             cookies = cookie_header(next((v for k, v in response.headers.items() if k.lower() == "set-cookie"), ""))
             if cookies:
                 headers["Cookie"] = cookies
         except FetchError as exc:
             if exc.retryable or not exc.reason.startswith("http_"):
                 raise engine_error(self.name, home, exc) from None
-        self.fetcher = HeaderFetcher(self.fetcher, headers)
+        self.fetcher = self.fetcher.with_headers(headers)
 
     def page_url(self, query: str, page: int, page_size: int) -> str | None:
         return self.url("/search/acjson", {"tn": "resultjson_com", "ipn": "rj", "word": query, "queryWord": query,

@@ -79,15 +79,6 @@ def engine_error(engine: str, page_url: str, error: FetchError) -> EngineError:
     return EngineUnavailableError(f"engine {engine}: result page {page_url}: {error}", error.reason)
 
 
-class HeaderFetcher(Fetcher):
-    """A :class:`Fetcher` (same settings, same per-host limiter) that sends extra request headers: an API token,
-    a browser's Accept-Language, session cookies."""
-
-    def __init__(self, fetcher: Fetcher, headers: dict[str, str]):
-        super().__init__(fetcher.settings, fetcher.limiter)
-        self._headers.update(headers)  # the headers every request of this fetcher sends (User-Agent, Accept ...)
-
-
 @dataclass
 class ParsedPage:
     """What one result page holds: its candidates, whether it is the engine's genuine "no results" page, and

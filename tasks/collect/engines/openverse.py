@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from pydantic import SecretStr
-from sufra.tasks.collect.engines.base import Discovered, HeaderFetcher, ParsedPage, WebEngine, register_engine
+from sufra.tasks.collect.engines.base import Discovered, ParsedPage, WebEngine, register_engine
 from sufra.tasks.collect.engines.licences import normalise_licence
 
 from sufra.core.settings import sufra_settings
@@ -35,7 +35,7 @@ class OpenverseEngine(WebEngine):
         token = token or sufra_settings().openverse_token
         self.authenticated = bool(token and token.get_secret_value())
         if self.authenticated:
-            fetcher = HeaderFetcher(fetcher, {"Authorization": f"Bearer {token.get_secret_value()}"})
+            fetcher = fetcher.with_headers({"Authorization": f"Bearer {token.get_secret_value()}"})
             self.page_size = TOKEN_PAGE_SIZE
         super().__init__(fetcher, base_url)
 
