@@ -35,10 +35,11 @@ class SufraSettings(BaseSettings):
     webhook_url: str | None = None
     """Where a failed deployment run posts its final state message (JSON ``{"text": ...}``; Slack-compatible)."""
     gpu_concurrency: int = Field(default=1, ge=1)
-    """Task runs tagged ``gpu`` at once across every run on the Prefect server (``sufra deployments apply``)."""
-    engine_concurrency: dict[str, int] = Field(default_factory=lambda: {"bing": 2, "baidu": 2, "google": 1,
-                                                                        "flickr": 2})
-    """Per search engine: ``engine:<name>``-tagged query tasks at once across all runs (one crawl budget per host)."""
+    """Task runs tagged ``gpu`` at once across every run on the Prefect server (``sufra deployments --apply``)."""
+    engine_concurrency: dict[str, int] = Field(default_factory=lambda: {"commons": 1, "openverse": 1, "bing": 2,
+                                                                        "flickr": 2, "baidu": 2})
+    """Per web engine: ``engine:<name>``-tagged query tasks at once across all runs (one crawl budget per host;
+    MediaWiki asks for one request at a time, Openverse rate-limits anonymous clients; google makes no request)."""
     data_lock_timeout_s: float = Field(default=6 * 3600, gt=0)
     """How long a run waits for another run of the same country on the same data root before it fails."""
     repository: str | None = None
