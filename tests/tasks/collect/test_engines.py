@@ -565,3 +565,18 @@ def test_url_list_licence_column_is_normalised(tmp_path):
         ("http://a/2.jpg", None, "cc0-1.0", "https://creativecommons.org/publicdomain/zero/1.0/", None),
         ("http://a/3.jpg", None, None, None, None),
     ]
+
+
+# -- broken answers ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, path", [("commons", "/w/api.php"), ("openverse", "/v1/images/"),
+                                        ("flickr", "/services/rest/"), ("baidu", "/search/acjson")])
+@pytest.mark.parametrize("body", [b"not json {", b'{"unexpected": true', b"\xff\xfe\x00"])
+def test_a_broken_answer_is_one_engine_error_naming_engine_and_query(server, monkeypatch, name, path, body):
+    monkeypatch.setenv("FLICKR_API_KEY", "k3y")
+    server.routes["/"] = lambda q: (200, b"<html>home</html>", "text/html", {})
+    server.routes[path] = lambda q: (200, body, "application/json", {})
+    with pytest.raises(EngineError) as info:
+        engine(name, server).discover(QUERY, 5)
+    message = str(info.value)
+    assert message.startswith(f"engine {name}: query 'koshari'") and "\n" not in message
+    assert is_retryable(info.value)  # a garbled page may be a one-off: retried, never a crash of the flow
