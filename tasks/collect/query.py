@@ -72,7 +72,8 @@ def plan_queries(catalog: Country, dishes: list[str] | None, settings: CollectSe
             elif engine == "folder" and dish.id in settings.folders:
                 specs.append(QuerySpec(country=catalog.country, dish=dish.id, query=settings.folders[dish.id], engine=engine))
             elif engine not in WEB_ENGINES + LOCAL_ENGINES:
-                raise SufraError(f"unknown engine '{engine}'; use one of {', '.join(WEB_ENGINES + LOCAL_ENGINES)}")
+                usable = [name for name in WEB_ENGINES + LOCAL_ENGINES if name != "google"]  # google: unsupported today
+                raise SufraError(f"unknown engine '{engine}'; use one of {', '.join(usable)}")
     return specs
 
 

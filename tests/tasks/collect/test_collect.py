@@ -367,3 +367,15 @@ def test_every_engine_down_fails_the_run_at_once_with_one_line():
     assert not isinstance(info.value, NetworkUnavailableError) and "refused access" in str(info.value)
     health = check_first_results([(_spec("bing", "q"), bing), (_spec("urllist", "/x"), None)])  # one still works
     assert isinstance(health, EngineHealth) and set(health.down) == {"bing"}
+
+
+def test_an_unknown_engine_is_one_line_naming_the_usable_ones():
+    from sufra.tasks.collect.query import plan_queries
+
+    from sufra.core.catalog import load_country
+    from sufra.core.errors import SufraError
+
+    with pytest.raises(SufraError) as info:
+        plan_queries(load_country("egypt"), ["koshari"], CollectSettings(engines=["nosuch"]))
+    assert str(info.value) == ("unknown engine 'nosuch'; use one of commons, openverse, bing, flickr, baidu, "
+                               "urllist, folder")
